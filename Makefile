@@ -1,0 +1,22 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+TORCH_VERSION ?= 2.13.0
+DEMO_DIR ?= runs/demo
+
+.PHONY: install demo test lint
+
+# torch first and pinned when missing, so pip never resolves a newer (CUDA) build here;
+# an existing torch (a GPU user's CUDA build) is kept.
+install:
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==$(TORCH_VERSION)
+	$(PY) -m pip install -e '.[dev]'
+
+demo: install
+	$(PY) -m pav.synthetic out=$(DEMO_DIR)/collection
+	$(PY) -m pav.data.summary $(DEMO_DIR)/collection
+
+lint:
+	$(PY) -m ruff check .
+
+test: install lint
+	$(PY) -m pytest -q tests
