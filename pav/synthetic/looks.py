@@ -62,7 +62,7 @@ def hair_thickness(style: str, p: np.ndarray, region: np.ndarray, region_names: 
     y, z, ax = p[:, 1], p[:, 2], np.abs(p[:, 0])
     line = hairline_y(p)
     if style == "bun":  # receding hairline at the temples
-        line = line + 0.022 * np.exp(-0.5 * ((ax - 0.035) / 0.02) ** 2) * smoothstep(0.02, 0.06, z)
+        line = line + 0.014 * np.exp(-0.5 * ((ax - 0.035) / 0.02) ** 2) * smoothstep(0.02, 0.06, z)
     above = smoothstep(line - 0.002, line + 0.012, y)
     if style == "short":
         h = 0.005 * above
@@ -90,7 +90,8 @@ def hair_thickness(style: str, p: np.ndarray, region: np.ndarray, region_names: 
 def beard_mask(p: np.ndarray) -> np.ndarray:
     """[N] full beard: jaw, chin and lower cheeks, with a moustache; clear of the neck's lower part."""
     y, z = p[:, 1], p[:, 2]
-    jaw_zone = smoothstep(0.0, -0.02, y - 0.25 * z) * smoothstep(-0.03, 0.0, z) * smoothstep(-0.13, -0.115, y)
+    top = -0.046 + 0.05 * smoothstep(0.075, 0.0, z)  # below the nose in front, sideburns by the ears
+    jaw_zone = smoothstep(top, top - 0.008, y) * smoothstep(-0.03, 0.0, z) * smoothstep(-0.13, -0.115, y)
     moustache = gauss(p, (0.0, -0.038, 0.1), (0.024, 0.005, 0.02))
     return np.clip(jaw_zone + moustache, 0.0, 1.0)
 

@@ -82,10 +82,10 @@ def test_frames(n_frames: int) -> list[int]:
 def make_camera(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """K [3, 3] and camera-to-world [4, 4] of a static camera in front of the face (OpenCV axes)."""
     distance = rng.uniform(0.62, 0.75)
-    focal = 0.60 * size * distance / 0.26  # the head (about 0.26 m with hair) fills ~60% of the frame
+    focal = 0.68 * size * distance / 0.26  # the head (about 0.26 m with hair) fills ~2/3 of the frame
     center = (size - 1) / 2.0
     K = np.array([[focal, 0.0, center], [0.0, focal, center], [0.0, 0.0, 1.0]])
-    target = np.array([0.0, -0.005, 0.0])
+    target = np.array([0.0, 0.0, 0.0])
     eye = target + np.array([rng.uniform(-0.03, 0.03), rng.uniform(-0.01, 0.04), distance])
     forward = (target - eye) / np.linalg.norm(target - eye)
     right = np.cross([0.0, -1.0, 0.0], forward)

@@ -87,4 +87,4 @@ def frame_surface(scene: Scene, flame: FLAME, head_verts: torch.Tensor, hair_ver
     corner_uv = flame.vt[flame.ft]
     corner_uv = torch.cat([corner_uv, corner_uv[scene.hair_face_idx]])
     material = torch.cat([torch.full((len(faces),), SKIN), torch.full((len(hair_faces),), HAIR)])
-    return Surface(verts.float(), all_faces, normals.float(), corner_uv.float(), material)
+    return Surface(verts.float(), all_faces, normals.float(), corner_uv.float(), material, closed=material == SKIN)

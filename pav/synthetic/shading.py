@@ -55,6 +55,7 @@ class Surface:
     normals: torch.Tensor  # [V, 3] camera space
     corner_uv: torch.Tensor  # [F, 3, 2]
     material: torch.Tensor  # [F] index into the textures
+    closed: torch.Tensor  # [F] bool: part of a closed surface, so back faces can be skipped
 
 
 def shade(surface: Surface, textures: torch.Tensor, K: np.ndarray, size: int, light: np.ndarray,
@@ -64,7 +65,7 @@ def shade(surface: Surface, textures: torch.Tensor, K: np.ndarray, size: int, li
     Ks = torch.tensor(K, dtype=torch.float64).clone()
     Ks[:2, :2] *= s
     Ks[:2, 2] = Ks[:2, 2] * s + (s - 1) / 2.0  # pixel centres of the fine grid
-    fr = rasterize(surface.verts, surface.faces, Ks, size * s, size * s)
+    fr = rasterize(surface.verts, surface.faces, Ks, size * s, size * s, cull_back=surface.closed)
     face = fr.face_idx.view(-1)
     hit = torch.nonzero(face >= 0).squeeze(1)
     f = face[hit]
