@@ -22,6 +22,7 @@ from ..data.collection import (
 )
 from ..head.flame import FLAME
 from .contact_sheet import write_contact_sheet
+from .looks import make_looks
 from .motion import Trajectory, make_camera, make_trajectory, test_frames
 from .scene import HeadAtlas, Scene, frame_surface, make_scene
 from .shading import shade
@@ -119,8 +120,6 @@ def generate(cfg: SyntheticConfig) -> Path:
     flame = FLAME.from_file(head_model, n_shape=N_SHAPE, n_expr=N_EXPR)
     shape = torch.from_numpy(subject_shape(cfg.seed))
     atlas = HeadAtlas(flame, TEXTURE_SIZE)
-    from .looks import make_looks
-
     looks = make_looks(cfg.appearances, cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     scenes: list[Scene] = []

@@ -180,7 +180,7 @@ def build_mesh(hp: HeadParams) -> HeadMesh:
         taper = np.sqrt(np.clip(1.0 - (np.abs(loop_pts[:, 0] - loop_center[0]) / (hp.mouth_half_width * 1.15)) ** 2,
                                 0.05, 1.0))
         pts = loop_center + (loop_pts - loop_center) * scale
-        pts[:, 1] += side * half_h * taper + 0.0 * m
+        pts[:, 1] += side * half_h * taper
         pts[:, 2] = loop_center[2] - depth
         pocket_pts.append(pts)
         rings.append(base + m * n_loop + np.arange(n_loop))
@@ -204,8 +204,6 @@ def build_mesh(hp: HeadParams) -> HeadMesh:
     pocket_vt[center_id] = int(atlas.add(np.array([cu, cv]))[0])
     pocket_ft = np.vectorize(pocket_vt.__getitem__)(pocket_faces)
     all_verts = np.concatenate([all_verts] + pocket_pts)
-    atlas_offset = atlas.count
-    assert atlas_offset >= len(all_verts) - 0  # pocket vertices got their UVs above
 
     # eyeballs on the eye joints: left (x > 0) first
     centers = eye_centers(hp)
