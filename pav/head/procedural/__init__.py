@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...cache import cache_dir
 from .annotations import REGION_NAMES, face_regions, landmarks68, landmarks_mediapipe
 from .bases import N_SHAPE, blend_shapes
 from .fields import vertex_normals
@@ -58,8 +59,6 @@ def build_head_model(seed: int = 0) -> dict:
     }
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("PAV_CACHE_DIR", Path.home() / ".cache" / "pav"))
 
 
 def write_head_model(path: str | os.PathLike, seed: int = 0) -> Path:

@@ -1,0 +1,1 @@
+"""Native ops (`pav._C`, built on first use) and their pure-torch twins."""
