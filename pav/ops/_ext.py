@@ -89,8 +89,8 @@ def load(verbose: bool = False):
     with_cuda = cuda_build_possible()
     build_dir = build_directory(with_cuda)
     build_dir.mkdir(parents=True, exist_ok=True)
-    cflags = ["-O3", "-std=c++17", "-fopenmp"]
-    cuda_flags = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"]
+    cflags = ["-O3", "-fopenmp"]
+    cuda_flags = ["-O3", "-lineinfo"]
     if with_cuda:
         cflags.append("-DPAV_WITH_CUDA")
         cuda_flags.append("-DPAV_WITH_CUDA")
@@ -109,8 +109,9 @@ def load(verbose: bool = False):
             verbose=verbose,
         )
     except Exception as exc:  # a compiler error or a missing toolchain piece
-        detail = str(exc).strip().splitlines()
-        tail = "\n".join(detail[-15:])
+        lines = str(exc).strip().splitlines()
+        errors = [line for line in lines if "error" in line.lower() and "Error building" not in line]
+        tail = "\n".join(errors[:8] if errors else lines[-15:])
         _error = ExtensionUnavailable(f"pav._C failed to build in {build_dir}:\n{tail}")
         raise _error from exc
     sys.modules["pav._C"] = module

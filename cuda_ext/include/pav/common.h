@@ -2,6 +2,7 @@
 // so the CPU tests run the very code the GPU kernels run.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)

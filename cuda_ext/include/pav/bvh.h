@@ -1,0 +1,191 @@
+// BVH layout and traversal, shared by the CPU and CUDA paths.
+//
+// One tree per mesh. Node i: box [lo, hi]; a leaf (count > 0) owns triangles
+// [first, first + count) of the mesh's leaf-ordered triangle array; an inner node
+// (count == 0) has its children at first and first + 1, both after it in the array,
+// so a reverse sweep refits children before parents.
+#pragma once
+
+#include "pav/common.h"
+#include "pav/geometry.h"
+
+namespace pav {
+
+struct BVHNode {
+    float lo[3];
+    int32_t first;
+    float hi[3];
+    int32_t count;
+};
+static_assert(sizeof(BVHNode) == 32, "BVHNode must stay 32 bytes");
+
+constexpr int kBVHStackSize = 64;
+
+// The arrays of one mesh's tree.
+struct BVHView {
+    const BVHNode* nodes;   // [n_nodes]
+    const float* tri_verts; // [F, 9] leaf-ordered triangle corners
+    const int32_t* tri_ids; // [F] original face index of each leaf-ordered triangle
+};
+
+PAV_HD Vec3 node_lo(const BVHNode& n) { return Vec3{n.lo[0], n.lo[1], n.lo[2]}; }
+PAV_HD Vec3 node_hi(const BVHNode& n) { return Vec3{n.hi[0], n.hi[1], n.hi[2]}; }
+
+PAV_HD float leaf_tri_sqdist(const float* tv, Vec3 p, float* bary) {
+    return closest_point_triangle(p, load_vec3(tv), load_vec3(tv + 3), load_vec3(tv + 6), bary);
+}
+
+struct NearestResult {
+    float sqdist;
+    int32_t slot;  // leaf-ordered triangle index, -1 when none within the bound
+    float bary[3];
+};
+
+// Exact nearest triangle to p among those closer than sqrt(best.sqdist). `best` may come
+// in holding a candidate (a seed from a neighbouring query): it is only ever improved.
+PAV_HD void bvh_nearest(const BVHView& bvh, Vec3 p, NearestResult& best) {
+    int32_t stack_node[kBVHStackSize];
+    float stack_dist[kBVHStackSize];
+    int sp = 0;
+    int32_t node = 0;
+    float node_dist = box_sqdist(p, node_lo(bvh.nodes[0]), node_hi(bvh.nodes[0]));
+    if (!(node_dist < best.sqdist)) return;
+    while (true) {
+        const BVHNode& n = bvh.nodes[node];
+        if (n.count > 0) {
+            for (int32_t k = n.first; k < n.first + n.count; ++k) {
+                float bary[3];
+                float d2 = leaf_tri_sqdist(bvh.tri_verts + 9 * (int64_t)k, p, bary);
+                if (d2 < best.sqdist) {
+                    best.sqdist = d2;
+                    best.slot = k;
+                    best.bary[0] = bary[0]; best.bary[1] = bary[1]; best.bary[2] = bary[2];
+                }
+            }
+        } else {
+            int32_t left = n.first, right = n.first + 1;
+            float dl = box_sqdist(p, node_lo(bvh.nodes[left]), node_hi(bvh.nodes[left]));
+            float dr = box_sqdist(p, node_lo(bvh.nodes[right]), node_hi(bvh.nodes[right]));
+            if (dr < dl) {
+                int32_t ti = left; left = right; right = ti;
+                float td = dl; dl = dr; dr = td;
+            }
+            if (dl < best.sqdist) {
+                if (dr < best.sqdist && sp < kBVHStackSize) {
+                    stack_node[sp] = right; stack_dist[sp] = dr; ++sp;
+                }
+                node = left;
+                continue;
+            }
+        }
+        // Pop the next subtree that can still hold something closer.
+        bool found = false;
+        while (sp > 0) {
+            --sp;
+            if (stack_dist[sp] < best.sqdist) {
+                node = stack_node[sp];
+                found = true;
+                break;
+            }
+        }
+        if (!found) return;
+    }
+}
+
+struct RayResult {
+    float t;
+    int32_t slot;
+    float bary[3];
+};
+
+// First hit along the ray with t in [0, best.t).
+PAV_HD void bvh_raycast(const BVHView& bvh, const Ray& ray, RayResult& best) {
+    int32_t stack_node[kBVHStackSize];
+    float stack_t[kBVHStackSize];
+    int sp = 0;
+    int32_t node = 0;
+    float node_t = ray_box(ray, node_lo(bvh.nodes[0]), node_hi(bvh.nodes[0]), best.t);
+    if (!(node_t < INFINITY)) return;
+    while (true) {
+        const BVHNode& n = bvh.nodes[node];
+        if (n.count > 0) {
+            for (int32_t k = n.first; k < n.first + n.count; ++k) {
+                const float* tv = bvh.tri_verts + 9 * (int64_t)k;
+                float t, bary[3];
+                if (ray_triangle(ray, load_vec3(tv), load_vec3(tv + 3), load_vec3(tv + 6), best.t, t, bary)) {
+                    best.t = t;
+                    best.slot = k;
+                    best.bary[0] = bary[0]; best.bary[1] = bary[1]; best.bary[2] = bary[2];
+                }
+            }
+        } else {
+            int32_t left = n.first, right = n.first + 1;
+            float tl = ray_box(ray, node_lo(bvh.nodes[left]), node_hi(bvh.nodes[left]), best.t);
+            float tr = ray_box(ray, node_lo(bvh.nodes[right]), node_hi(bvh.nodes[right]), best.t);
+            if (tr < tl) {
+                int32_t ti = left; left = right; right = ti;
+                float tt = tl; tl = tr; tr = tt;
+            }
+            if (tl < INFINITY) {
+                if (tr < INFINITY && sp < kBVHStackSize) {
+                    stack_node[sp] = right; stack_t[sp] = tr; ++sp;
+                }
+                node = left;
+                continue;
+            }
+        }
+        bool found = false;
+        while (sp > 0) {
+            --sp;
+            if (stack_t[sp] <= best.t) {
+                node = stack_node[sp];
+                found = true;
+                break;
+            }
+        }
+        if (!found) return;
+    }
+}
+
+// Box of a leaf-ordered triangle, padded so that box tests stay conservative under rounding.
+PAV_HD float pad_of(float x) { return (x < 0 ? -x : x) * 2e-7f + 1e-30f; }
+
+PAV_HD void tri_bounds(const float* tv, float* lo, float* hi) {
+    for (int a = 0; a < 3; ++a) {
+        float mn = fmin_(fmin_(tv[a], tv[3 + a]), tv[6 + a]);
+        float mx = fmax_(fmax_(tv[a], tv[3 + a]), tv[6 + a]);
+        lo[a] = mn - pad_of(mn);
+        hi[a] = mx + pad_of(mx);
+    }
+}
+
+// Gathers the corners of leaf-ordered triangle `slot` from the vertex array.
+PAV_HD void gather_tri(const float* verts, const int32_t* faces, int32_t face, float* tv) {
+    for (int k = 0; k < 3; ++k) {
+        const float* v = verts + 3 * (int64_t)faces[3 * (int64_t)face + k];
+        tv[3 * k] = v[0]; tv[3 * k + 1] = v[1]; tv[3 * k + 2] = v[2];
+    }
+}
+
+// Sort key of a query: 10-bit Morton code per axis within the mesh's root box, mesh above.
+PAV_HD uint32_t spread_bits10(uint32_t v) {
+    v &= 0x3ffu;
+    v = (v | (v << 16)) & 0x030000ffu;
+    v = (v | (v << 8)) & 0x0300f00fu;
+    v = (v | (v << 4)) & 0x030c30c3u;
+    v = (v | (v << 2)) & 0x09249249u;
+    return v;
+}
+
+PAV_HD uint64_t query_key(Vec3 p, const BVHNode& root, int32_t mesh) {
+    uint32_t code = 0;
+    for (int a = 0; a < 3; ++a) {
+        float lo = root.lo[a], ext = root.hi[a] - lo;
+        float u = ext > 0.0f ? (get(p, a) - lo) / ext : 0.0f;
+        u = fmin_(fmax_(u, 0.0f), 1.0f);  // NaN falls to 0 here too
+        code |= spread_bits10((uint32_t)(u * 1023.0f)) << a;
+    }
+    return ((uint64_t)(uint32_t)mesh << 30) | code;
+}
+
+}  // namespace pav

@@ -1,0 +1,18 @@
+// CPU build and refit of one mesh's BVH (see pav/bvh.h for the layout).
+#pragma once
+
+#include "pav/bvh.h"
+
+namespace pav {
+
+// verts [V, 3], faces [F, 3]. Writes at most 2F - 1 nodes, tri_ids [F] (leaf order) and
+// parents [2F - 1]; returns the node count. Node bounds are final; tri_verts are not
+// written (refit_bvh gathers them).
+int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int max_leaf, BVHNode* nodes,
+                  int32_t* tri_ids, int32_t* parents);
+
+// Gathers tri_verts [F, 9] for the current vertex positions and recomputes every box.
+void refit_bvh(const float* verts, const int32_t* faces, int32_t n_nodes, BVHNode* nodes, const int32_t* tri_ids,
+               int32_t n_faces, float* tri_verts);
+
+}  // namespace pav

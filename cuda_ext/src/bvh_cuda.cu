@@ -1,0 +1,127 @@
+// CUDA path of the BVH ops: one thread per query, the traversal from pav/bvh.h.
+#include <cuda_runtime.h>
+
+#include "bvh_launch.h"
+#include "pav/bvh.h"
+
+namespace pav {
+namespace {
+
+constexpr int kThreads = 128;
+
+__device__ BVHView view_at(const BVHBatch& b, int32_t m) {
+    return BVHView{b.nodes + m * b.node_stride, b.tri_verts + (int64_t)m * 9 * b.n_faces,
+                   b.tri_ids + (int64_t)m * b.n_faces};
+}
+
+__global__ void nearest_kernel(BVHBatch bvh, const float* points, const int32_t* mesh_idx, const int64_t* order,
+                               int64_t n, float bound, int64_t* face_out, float* bary_out, float* sqdist_out) {
+    int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (j >= n) return;
+    int64_t i = order ? order[j] : j;
+    int32_t m = mesh_idx ? mesh_idx[i] : 0;
+    BVHView view = view_at(bvh, m);
+    NearestResult best{bound, -1, {0.0f, 0.0f, 0.0f}};
+    bvh_nearest(view, load_vec3(points + 3 * i), best);
+    bool hit = best.slot >= 0;
+    face_out[i] = hit ? view.tri_ids[best.slot] : -1;
+    sqdist_out[i] = hit ? best.sqdist : INFINITY;
+    bary_out[3 * i] = best.bary[0];
+    bary_out[3 * i + 1] = best.bary[1];
+    bary_out[3 * i + 2] = best.bary[2];
+}
+
+__global__ void raycast_kernel(BVHBatch bvh, const float* origins, const float* dirs, const int32_t* mesh_idx,
+                               int64_t n, int64_t* face_out, float* bary_out, float* t_out) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    int32_t m = mesh_idx ? mesh_idx[i] : 0;
+    BVHView view = view_at(bvh, m);
+    Ray ray = make_ray(load_vec3(origins + 3 * i), load_vec3(dirs + 3 * i));
+    RayResult best{INFINITY, -1, {0.0f, 0.0f, 0.0f}};
+    bvh_raycast(view, ray, best);
+    t_out[i] = best.t;
+    face_out[i] = best.slot >= 0 ? view.tri_ids[best.slot] : -1;
+    bary_out[3 * i] = best.bary[0];
+    bary_out[3 * i + 1] = best.bary[1];
+    bary_out[3 * i + 2] = best.bary[2];
+}
+
+__global__ void morton_kernel(BVHBatch bvh, const float* points, const int32_t* mesh_idx, int64_t n, int64_t* keys) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    int32_t m = mesh_idx ? mesh_idx[i] : 0;
+    keys[i] = (int64_t)query_key(load_vec3(points + 3 * i), bvh.nodes[m * bvh.node_stride], m);
+}
+
+// One thread per node: leaves gather their triangles and start a climb; the second child to
+// arrive at a parent (atomic flag) merges both boxes and climbs on.
+__global__ void refit_kernel(BVHNode* nodes, float* tri_verts, const int32_t* tri_ids, const int32_t* parents,
+                             const int32_t* n_nodes, const float* verts, const int32_t* faces, int64_t n_verts,
+                             int32_t n_faces, int32_t n_meshes, int64_t node_stride, int32_t* flags) {
+    int64_t gid = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (gid >= n_meshes * node_stride) return;
+    int32_t m = (int32_t)(gid / node_stride);
+    int32_t idx = (int32_t)(gid % node_stride);
+    if (idx >= n_nodes[m]) return;
+    BVHNode* tree = nodes + m * node_stride;
+    BVHNode& leaf = tree[idx];
+    if (leaf.count == 0) return;
+    const float* mesh_verts = verts + (int64_t)m * n_verts * 3;
+    float* mesh_tv = tri_verts + (int64_t)m * 9 * n_faces;
+    const int32_t* mesh_ids = tri_ids + (int64_t)m * n_faces;
+    float lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+    for (int32_t k = leaf.first; k < leaf.first + leaf.count; ++k) {
+        float* tv = mesh_tv + 9 * (int64_t)k;
+        gather_tri(mesh_verts, faces, mesh_ids[k], tv);
+        float tl[3], th[3];
+        tri_bounds(tv, tl, th);
+        for (int a = 0; a < 3; ++a) { lo[a] = fminf(lo[a], tl[a]); hi[a] = fmaxf(hi[a], th[a]); }
+    }
+    for (int a = 0; a < 3; ++a) { leaf.lo[a] = lo[a]; leaf.hi[a] = hi[a]; }
+    int32_t node = parents[m * node_stride + idx];
+    while (node >= 0) {
+        __threadfence();
+        if (atomicAdd(&flags[m * node_stride + node], 1) == 0) return;  // the sibling is not done yet
+        BVHNode& p = tree[node];
+        const volatile BVHNode& l = tree[p.first];
+        const volatile BVHNode& r = tree[p.first + 1];
+        for (int a = 0; a < 3; ++a) {
+            p.lo[a] = fminf(l.lo[a], r.lo[a]);
+            p.hi[a] = fmaxf(l.hi[a], r.hi[a]);
+        }
+        node = parents[m * node_stride + node];
+    }
+}
+
+int blocks_for(int64_t n) { return (int)((n + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+void launch_bvh_nearest(const BVHBatch& bvh, const float* points, const int32_t* mesh_idx, const int64_t* order,
+                        int64_t n, float max_sqdist, int64_t* face_out, float* bary_out, float* sqdist_out,
+                        void* stream) {
+    nearest_kernel<<<blocks_for(n), kThreads, 0, (cudaStream_t)stream>>>(bvh, points, mesh_idx, order, n, max_sqdist,
+                                                                          face_out, bary_out, sqdist_out);
+}
+
+void launch_bvh_raycast(const BVHBatch& bvh, const float* origins, const float* dirs, const int32_t* mesh_idx,
+                        int64_t n, int64_t* face_out, float* bary_out, float* t_out, void* stream) {
+    raycast_kernel<<<blocks_for(n), kThreads, 0, (cudaStream_t)stream>>>(bvh, origins, dirs, mesh_idx, n, face_out,
+                                                                          bary_out, t_out);
+}
+
+void launch_bvh_morton(const BVHBatch& bvh, const float* points, const int32_t* mesh_idx, int64_t n, int64_t* keys,
+                       void* stream) {
+    morton_kernel<<<blocks_for(n), kThreads, 0, (cudaStream_t)stream>>>(bvh, points, mesh_idx, n, keys);
+}
+
+void launch_bvh_refit(BVHNode* nodes, float* tri_verts, const int32_t* tri_ids, const int32_t* parents,
+                      const int32_t* n_nodes, const float* verts, const int32_t* faces, int64_t n_verts,
+                      int32_t n_faces, int32_t n_meshes, int64_t node_stride, int32_t* flags, void* stream) {
+    int64_t total = n_meshes * node_stride;
+    refit_kernel<<<blocks_for(total), kThreads, 0, (cudaStream_t)stream>>>(
+        nodes, tri_verts, tri_ids, parents, n_nodes, verts, faces, n_verts, n_faces, n_meshes, node_stride, flags);
+}
+
+}  // namespace pav
