@@ -115,7 +115,7 @@ std::vector<Tensor> bvh_build_op(const Tensor& verts, const Tensor& faces, int64
     TORCH_CHECK_VALUE(verts.size(2) == 3 && faces.size(1) == 3, "verts must be [B, V, 3] and faces [F, 3]");
     TORCH_CHECK_VALUE(faces.size(0) > 0 && faces.size(0) < (1 << 30), "faces must hold 1 to 2^30 triangles");
     TORCH_CHECK_VALUE(max_leaf >= 1 && max_leaf <= 64, "max_leaf must be in [1, 64]");
-    const int64_t B = verts.size(0), V = verts.size(1), F = faces.size(0), M = 2 * F - 1;
+    const int64_t B = verts.size(0), V = verts.size(1), F = faces.size(0), M = 2 * F;
     if (F > 0) {
         auto mm = faces.aminmax();
         TORCH_CHECK_VALUE(std::get<0>(mm).item<int32_t>() >= 0 && std::get<1>(mm).item<int32_t>() < V,

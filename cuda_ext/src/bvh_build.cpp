@@ -11,7 +11,7 @@ namespace {
 
 constexpr int kBins = 16;
 constexpr float kCostTraverse = 1.0f;
-constexpr float kCostTriangle = 1.5f;  // a point-triangle test costs more than a box test
+constexpr float kCostTriangle = 1.0f;
 constexpr int kMedianDepth = 32;       // beyond this depth split at the median: depth stays < 64
 
 // Four lanes (the last unused) so that grow() compiles to one packed min and one packed max.
@@ -84,8 +84,13 @@ int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int
         prims[f].lo[3] = prims[f].hi[3] = prims[f].c[3] = 0.0f;
         prims[f].id = f;
     }
-    int32_t n_nodes = 1;
+    // Node 1 stays unused so every child pair starts at an even index: one 64-byte line per pair.
+    int32_t n_nodes = n_faces > 1 ? 2 : 1;
     parents[0] = -1;
+    if (n_faces > 1) {
+        nodes[1] = BVHNode{{0.0f, 0.0f, 0.0f}, 0, {0.0f, 0.0f, 0.0f}, -1};
+        parents[1] = -1;
+    }
     std::vector<Task> stack;
     Task root{0, 0, n_faces, 0, {}, {}};
     bounds_of(prims, 0, n_faces, root.box, root.cbox);
@@ -207,6 +212,7 @@ void refit_bvh(const float* verts, const int32_t* faces, int32_t n_nodes, BVHNod
     for (int32_t k = 0; k < n_faces; ++k) gather_tri(verts, faces, tri_ids[k], tri_verts + 9 * (int64_t)k);
     for (int32_t i = n_nodes - 1; i >= 0; --i) {
         BVHNode& n = nodes[i];
+        if (n.count < 0) continue;  // the unused slot
         float lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
         if (n.count > 0) {
             for (int32_t k = n.first; k < n.first + n.count; ++k) {

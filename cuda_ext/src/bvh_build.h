@@ -5,8 +5,8 @@
 
 namespace pav {
 
-// verts [V, 3], faces [F, 3]. Writes at most 2F - 1 nodes, tri_ids [F] (leaf order) and
-// parents [2F - 1]; returns the node count. Node bounds are final; tri_verts are not
+// verts [V, 3], faces [F, 3]. Writes at most 2F nodes, tri_ids [F] (leaf order) and
+// parents [2F]; returns the node count. Node bounds are final; tri_verts are not
 // written (refit_bvh gathers them).
 int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int max_leaf, BVHNode* nodes,
                   int32_t* tri_ids, int32_t* parents);

@@ -66,7 +66,7 @@ __global__ void refit_kernel(BVHNode* nodes, float* tri_verts, const int32_t* tr
     if (idx >= n_nodes[m]) return;
     BVHNode* tree = nodes + m * node_stride;
     BVHNode& leaf = tree[idx];
-    if (leaf.count == 0) return;
+    if (leaf.count <= 0) return;  // inner nodes and the unused slot
     const float* mesh_verts = verts + (int64_t)m * n_verts * 3;
     float* mesh_tv = tri_verts + (int64_t)m * 9 * n_faces;
     const int32_t* mesh_ids = tri_ids + (int64_t)m * n_faces;

@@ -27,6 +27,12 @@ def _check_float3(name: str, t: torch.Tensor, dims: int) -> None:
         raise ValueError(f"{name} must be {want}, got shape {tuple(t.shape)}")
 
 
+def _check_finite(name: str, t: torch.Tensor) -> None:
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).any(-1).sum())
+        raise ValueError(f"{name} hold NaN or inf at {bad} vertices; a BVH needs finite positions")
+
+
 def _check_faces(faces: torch.Tensor, n_verts: int) -> None:
     if not isinstance(faces, torch.Tensor) or faces.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"faces must be an int32 or int64 tensor, got {getattr(faces, 'dtype', type(faces))}")
@@ -66,6 +72,7 @@ class MeshBVH:
                  backend: str = "auto"):
         _check_float3("verts", verts, 3)
         _check_faces(faces, verts.shape[1])
+        _check_finite("verts", verts)
         self.device = verts.device
         self.n_meshes, self.n_verts = verts.shape[0], verts.shape[1]
         self.faces = faces.to(device=self.device, dtype=torch.int32).contiguous()  # [F, 3]
@@ -88,6 +95,7 @@ class MeshBVH:
             raise ValueError(f"refit needs verts [{self.n_meshes}, {self.n_verts}, 3], got {tuple(verts.shape)}")
         if verts.device != self.device:
             raise ValueError(f"verts are on {verts.device} but the BVH is on {self.device}")
+        _check_finite("verts", verts)
         self.verts = verts.detach().contiguous()
         if self._ext is not None:
             self._ext.bvh_refit(self.verts, self.faces, self.nodes, self.tri_verts, self.tri_ids, self.parents,

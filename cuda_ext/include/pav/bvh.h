@@ -2,8 +2,9 @@
 //
 // One tree per mesh. Node i: box [lo, hi]; a leaf (count > 0) owns triangles
 // [first, first + count) of the mesh's leaf-ordered triangle array; an inner node
-// (count == 0) has its children at first and first + 1, both after it in the array,
-// so a reverse sweep refits children before parents.
+// (count == 0) has its children at first and first + 1 (an even index, so a pair shares
+// one cache line), both after it in the array, so a reverse sweep refits children before
+// parents. Node 1 is unused (count < 0).
 #pragma once
 
 #include "pav/common.h"
@@ -66,15 +67,16 @@ PAV_HD void bvh_nearest(const BVHView& bvh, Vec3 p, NearestResult& best) {
             int32_t left = n.first, right = n.first + 1;
             float dl = box_sqdist(p, node_lo(bvh.nodes[left]), node_hi(bvh.nodes[left]));
             float dr = box_sqdist(p, node_lo(bvh.nodes[right]), node_hi(bvh.nodes[right]));
-            if (dr < dl) {
-                int32_t ti = left; left = right; right = ti;
-                float td = dl; dl = dr; dr = td;
-            }
-            if (dl < best.sqdist) {
-                if (dr < best.sqdist && sp < kBVHStackSize) {
-                    stack_node[sp] = right; stack_dist[sp] = dr; ++sp;
-                }
-                node = left;
+            // Branch-free ordering; the far child is written always and kept only if it can help.
+            // The stack cannot overflow: the build keeps the depth below kBVHStackSize.
+            bool swap = dr < dl;
+            int32_t near_node = swap ? right : left, far_node = swap ? left : right;
+            float near_d = swap ? dr : dl, far_d = swap ? dl : dr;
+            stack_node[sp] = far_node;
+            stack_dist[sp] = far_d;
+            sp += far_d < best.sqdist ? 1 : 0;
+            if (near_d < best.sqdist) {
+                node = near_node;
                 continue;
             }
         }
