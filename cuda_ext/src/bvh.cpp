@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "bvh_build.h"
@@ -76,18 +77,20 @@ void check_queries(const Tree& t, const Tensor& a, const char* name, const Tenso
     if (mesh_idx.numel()) check_same_device(mesh_idx, a, "mesh_idx", name);
 }
 
-// LSD radix sort of (key, index) pairs by the low `bits` bits of key; returns the indices.
+// LSD radix sort of (key, index) pairs by the low `bits` bits of key, 12 bits a pass; returns the indices.
 std::vector<int64_t> sorted_order(std::vector<uint64_t>& keys, int bits) {
+    constexpr int kDigit = 12, kBuckets = 1 << kDigit;
     const int64_t n = (int64_t)keys.size();
     std::vector<int64_t> idx(n), idx_tmp(n);
     std::vector<uint64_t> key_tmp(n);
     for (int64_t i = 0; i < n; ++i) idx[i] = i;
-    for (int shift = 0; shift < bits; shift += 8) {
-        int64_t count[257] = {0};
-        for (int64_t i = 0; i < n; ++i) count[((keys[i] >> shift) & 0xff) + 1]++;
-        for (int b = 0; b < 256; ++b) count[b + 1] += count[b];
+    std::vector<int64_t> count(kBuckets + 1);
+    for (int shift = 0; shift < bits; shift += kDigit) {
+        std::fill(count.begin(), count.end(), 0);
+        for (int64_t i = 0; i < n; ++i) count[((keys[i] >> shift) & (kBuckets - 1)) + 1]++;
+        for (int b = 0; b < kBuckets; ++b) count[b + 1] += count[b];
         for (int64_t i = 0; i < n; ++i) {
-            int64_t dst = count[(keys[i] >> shift) & 0xff]++;
+            int64_t dst = count[(keys[i] >> shift) & (kBuckets - 1)]++;
             key_tmp[dst] = keys[i];
             idx_tmp[dst] = idx[i];
         }
@@ -98,13 +101,46 @@ std::vector<int64_t> sorted_order(std::vector<uint64_t>& keys, int bits) {
 }
 
 int key_bits(int64_t n_meshes) {
-    int bits = 30;
+    int bits = kQueryKeyBits;
     while (n_meshes > 1) { ++bits; n_meshes = (n_meshes + 1) / 2; }
     return bits;
 }
 
 constexpr int64_t kSortMin = 4096;    // below this, sorting costs more than it saves
 constexpr int64_t kChunk = 2048;      // queries per OpenMP work item; the seed runs within one
+
+// Queries in the given order, each seeded with its predecessor's triangle (same chunk, same mesh).
+void nearest_cpu(const Tree& t, const float* pp, const int32_t* mp, int64_t n, float bound, int64_t* fo, float* bo,
+                 float* so) {
+    const int64_t n_chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t c = 0; c < n_chunks; ++c) {
+        int32_t seed_slot = -1, seed_mesh = -1;
+        for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) {
+            int32_t m = mp ? mp[i] : 0;
+            BVHView view = view_of(t, m);
+            Vec3 p = load_vec3(pp + 3 * i);
+            NearestResult best{bound, -1, {0.0f, 0.0f, 0.0f}};
+            if (seed_slot >= 0 && seed_mesh == m) {  // the previous query's triangle bounds this one
+                float b[3];
+                float d2 = leaf_tri_sqdist(view.tri_verts + 9 * (int64_t)seed_slot, p, b);
+                if (d2 < best.sqdist) best = NearestResult{d2, seed_slot, {b[0], b[1], b[2]}};
+            }
+            bvh_nearest(view, p, best);
+            if (best.slot >= 0) {
+                fo[i] = view.tri_ids[best.slot];
+                so[i] = best.sqdist;
+                bo[3 * i] = best.bary[0]; bo[3 * i + 1] = best.bary[1]; bo[3 * i + 2] = best.bary[2];
+                seed_slot = best.slot;
+                seed_mesh = m;
+            } else {
+                fo[i] = -1;
+                so[i] = INFINITY;
+                bo[3 * i] = bo[3 * i + 1] = bo[3 * i + 2] = 0.0f;
+            }
+        }
+    }
+}
 
 }  // namespace
 
@@ -210,48 +246,39 @@ std::vector<Tensor> bvh_nearest_op(const Tensor& nodes, const Tensor& tri_verts,
 #endif
     }
     const float* pp = points.data_ptr<float>();
-    std::vector<int64_t> order;
-    if (sort && n >= kSortMin) {
-        std::vector<uint64_t> keys(n);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; ++i) {
-            int32_t m = mp ? mp[i] : 0;
-            keys[i] = query_key(load_vec3(pp + 3 * i), view_of(t, m).nodes[0], m);
-        }
-        order = sorted_order(keys, key_bits(t.n_meshes));
-    }
-    const int64_t* op = order.empty() ? nullptr : order.data();
     int64_t* fo = face.data_ptr<int64_t>();
     float* bo = bary.data_ptr<float>();
     float* so = sqdist.data_ptr<float>();
-    const int64_t n_chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t c = 0; c < n_chunks; ++c) {
-        int32_t seed_slot = -1, seed_mesh = -1;
-        for (int64_t j = c * kChunk; j < std::min(n, (c + 1) * kChunk); ++j) {
-            int64_t i = op ? op[j] : j;
-            int32_t m = mp ? mp[i] : 0;
-            BVHView view = view_of(t, m);
-            Vec3 p = load_vec3(pp + 3 * i);
-            NearestResult best{bound, -1, {0.0f, 0.0f, 0.0f}};
-            if (seed_slot >= 0 && seed_mesh == m) {  // the previous query's triangle bounds this one
-                float b[3];
-                float d2 = leaf_tri_sqdist(view.tri_verts + 9 * (int64_t)seed_slot, p, b);
-                if (d2 < best.sqdist) best = NearestResult{d2, seed_slot, {b[0], b[1], b[2]}};
-            }
-            bvh_nearest(view, p, best);
-            if (best.slot >= 0) {
-                fo[i] = view.tri_ids[best.slot];
-                so[i] = best.sqdist;
-                bo[3 * i] = best.bary[0]; bo[3 * i + 1] = best.bary[1]; bo[3 * i + 2] = best.bary[2];
-                seed_slot = best.slot;
-                seed_mesh = m;
-            } else {
-                fo[i] = -1;
-                so[i] = INFINITY;
-                bo[3 * i] = bo[3 * i + 1] = bo[3 * i + 2] = 0.0f;
-            }
-        }
+    if (!sort || n < kSortMin) {
+        nearest_cpu(t, pp, mp, n, bound, fo, bo, so);
+        return {face, bary, sqdist};
+    }
+    // Morton order; the queries run on a gathered copy and their results are scattered back
+    // afterwards, so the traversal streams through memory instead of missing the cache.
+    std::vector<uint64_t> keys(n);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+        int32_t m = mp ? mp[i] : 0;
+        keys[i] = query_key(load_vec3(pp + 3 * i), view_of(t, m).nodes[0], m);
+    }
+    std::vector<int64_t> order = sorted_order(keys, key_bits(t.n_meshes));
+    std::vector<float> sorted_pts(3 * n), sorted_bary(3 * n), sorted_sq(n);
+    std::vector<int32_t> sorted_mesh(mp ? n : 0);
+    std::vector<int64_t> sorted_face(n);
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < n; ++j) {
+        int64_t i = order[j];
+        sorted_pts[3 * j] = pp[3 * i]; sorted_pts[3 * j + 1] = pp[3 * i + 1]; sorted_pts[3 * j + 2] = pp[3 * i + 2];
+        if (mp) sorted_mesh[j] = mp[i];
+    }
+    nearest_cpu(t, sorted_pts.data(), mp ? sorted_mesh.data() : nullptr, n, bound, sorted_face.data(),
+                sorted_bary.data(), sorted_sq.data());
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < n; ++j) {
+        int64_t i = order[j];
+        fo[i] = sorted_face[j];
+        so[i] = sorted_sq[j];
+        bo[3 * i] = sorted_bary[3 * j]; bo[3 * i + 1] = sorted_bary[3 * j + 1]; bo[3 * i + 2] = sorted_bary[3 * j + 2];
     }
     return {face, bary, sqdist};
 }

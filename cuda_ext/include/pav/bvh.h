@@ -169,7 +169,9 @@ PAV_HD void gather_tri(const float* verts, const int32_t* faces, int32_t face, f
     }
 }
 
-// Sort key of a query: 10-bit Morton code per axis within the mesh's root box, mesh above.
+// Sort key of a query: 8-bit Morton code per axis within the mesh's root box (a 1/256 cell
+// is far finer than the coherence the seeds need), mesh index above.
+constexpr int kQueryKeyBits = 24;
 PAV_HD uint32_t spread_bits10(uint32_t v) {
     v &= 0x3ffu;
     v = (v | (v << 16)) & 0x030000ffu;
@@ -185,9 +187,9 @@ PAV_HD uint64_t query_key(Vec3 p, const BVHNode& root, int32_t mesh) {
         float lo = root.lo[a], ext = root.hi[a] - lo;
         float u = ext > 0.0f ? (get(p, a) - lo) / ext : 0.0f;
         u = fmin_(fmax_(u, 0.0f), 1.0f);  // NaN falls to 0 here too
-        code |= spread_bits10((uint32_t)(u * 1023.0f)) << a;
+        code |= spread_bits10((uint32_t)(u * 255.0f)) << a;
     }
-    return ((uint64_t)(uint32_t)mesh << 30) | code;
+    return ((uint64_t)(uint32_t)mesh << kQueryKeyBits) | code;
 }
 
 }  // namespace pav
