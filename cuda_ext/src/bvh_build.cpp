@@ -1,6 +1,8 @@
 // Binned-SAH BVH build and refit on the CPU (the CUDA path builds here too, then copies).
 #include "bvh_build.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -70,6 +72,137 @@ void bounds_of(const Prim* prims, int32_t start, int32_t end, Box& box, Box& cbo
     }
 }
 
+// Chooses how to split task t: true with the two halves in left / right (node fields
+// unset), false when t should become a leaf.
+bool split_task(Prim* prims, const Task& t, int max_leaf, Task& left, Task& right) {
+    const int32_t n = t.end - t.start;
+    if (n <= 1) return false;
+    // Bin the centroids on all three axes in one pass, then sweep each axis for the best SAH plane.
+    float c0[3], scale[3];
+    bool usable[3];
+    for (int a = 0; a < 3; ++a) {
+        float extent = t.cbox.hi[a] - t.cbox.lo[a];
+        usable[a] = extent > 0.0f && t.depth < kMedianDepth;
+        c0[a] = t.cbox.lo[a];
+        scale[a] = usable[a] ? kBins / extent : 0.0f;
+    }
+    Bin bins[3][kBins];
+    for (auto& axis_bins : bins) {
+        for (auto& b : axis_bins) { b.box.reset(); b.count = 0; }
+    }
+    if (usable[0] || usable[1] || usable[2]) {
+        for (int32_t i = t.start; i < t.end; ++i) {
+            const Prim& p = prims[i];
+            for (int a = 0; a < 3; ++a) {
+                Bin& b = bins[a][bin_index(p.c[a], c0[a], scale[a])];
+                b.count++;
+                b.box.grow(p.lo, p.hi);
+            }
+        }
+    }
+    float best_cost = INFINITY;
+    int best_axis = -1, best_split = -1;
+    Box best_left, best_right;
+    for (int a = 0; a < 3; ++a) {
+        if (!usable[a]) continue;
+        Box right_box[kBins];
+        int32_t right_count[kBins];
+        Box acc;
+        acc.reset();
+        int32_t cnt = 0;
+        for (int b = kBins - 1; b > 0; --b) {
+            acc.grow(bins[a][b].box);
+            cnt += bins[a][b].count;
+            right_box[b] = acc;
+            right_count[b] = cnt;
+        }
+        acc.reset();
+        cnt = 0;
+        for (int b = 0; b < kBins - 1; ++b) {
+            acc.grow(bins[a][b].box);
+            cnt += bins[a][b].count;
+            if (cnt == 0 || right_count[b + 1] == 0) continue;
+            float cost = acc.half_area() * cnt + right_box[b + 1].half_area() * right_count[b + 1];
+            if (cost < best_cost) {
+                best_cost = cost;
+                best_axis = a;
+                best_split = b + 1;
+                best_left = acc;
+                best_right = right_box[b + 1];
+            }
+        }
+    }
+    float parent_area = t.box.half_area();
+    float split_cost = parent_area > 0.0f ? kCostTraverse + kCostTriangle * best_cost / parent_area : INFINITY;
+    if (best_axis >= 0 && n <= max_leaf && kCostTriangle * n <= split_cost) return false;
+    if (best_axis < 0 && n <= max_leaf && t.depth < kMedianDepth) return false;  // coincident centroids
+
+    left = Task{0, t.start, 0, t.depth + 1, {}, {}};
+    right = Task{0, 0, t.end, t.depth + 1, {}, {}};
+    if (best_axis >= 0) {
+        // Two-pointer partition that gathers each side's centroid bounds on the way.
+        const int a = best_axis;
+        left.cbox.reset();
+        right.cbox.reset();
+        int32_t i = t.start, j = t.end - 1;
+        while (i <= j) {
+            if (bin_index(prims[i].c[a], c0[a], scale[a]) < best_split) {
+                left.cbox.grow(prims[i].c, prims[i].c);
+                ++i;
+            } else {
+                right.cbox.grow(prims[i].c, prims[i].c);
+                std::swap(prims[i], prims[j]);
+                --j;
+            }
+        }
+        left.end = right.start = i;
+        left.box = best_left;
+        right.box = best_right;
+    } else {
+        int32_t mid = median_split(prims, t);
+        left.end = right.start = mid;
+        bounds_of(prims, left.start, left.end, left.box, left.cbox);
+        bounds_of(prims, right.start, right.end, right.box, right.cbox);
+    }
+    return true;
+}
+
+void set_box(BVHNode& node, const Box& box) {
+    for (int a = 0; a < 3; ++a) { node.lo[a] = box.lo[a]; node.hi[a] = box.hi[a]; }
+}
+
+// Builds the subtree of `root` (its node already allocated at root.node); child pairs are
+// allocated from n_nodes on, which must be even.
+void build_subtree(Prim* prims, const Task& root, int max_leaf, BVHNode* nodes, int32_t* parents, int32_t* tri_ids,
+                   int32_t& n_nodes) {
+    std::vector<Task> stack{root};
+    while (!stack.empty()) {
+        Task t = stack.back();
+        stack.pop_back();
+        BVHNode& node = nodes[t.node];
+        set_box(node, t.box);
+        Task left, right;
+        if (!split_task(prims, t, max_leaf, left, right)) {
+            node.first = t.start;
+            node.count = t.end - t.start;
+            for (int32_t i = t.start; i < t.end; ++i) tri_ids[i] = prims[i].id;
+            continue;
+        }
+        left.node = n_nodes;
+        right.node = n_nodes + 1;
+        n_nodes += 2;
+        node.first = left.node;
+        node.count = 0;
+        parents[left.node] = t.node;
+        parents[right.node] = t.node;
+        stack.push_back(right);
+        stack.push_back(left);
+    }
+}
+
+const BVHNode kUnusedNode{{0.0f, 0.0f, 0.0f}, 0, {0.0f, 0.0f, 0.0f}, -1};
+constexpr int32_t kParallelMin = 4096;  // below this a second thread costs more than it saves
+
 }  // namespace
 
 int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int max_leaf, BVHNode* nodes,
@@ -84,127 +217,56 @@ int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int
         prims[f].lo[3] = prims[f].hi[3] = prims[f].c[3] = 0.0f;
         prims[f].id = f;
     }
-    // Node 1 stays unused so every child pair starts at an even index: one 64-byte line per pair.
-    int32_t n_nodes = n_faces > 1 ? 2 : 1;
-    parents[0] = -1;
-    if (n_faces > 1) {
-        nodes[1] = BVHNode{{0.0f, 0.0f, 0.0f}, 0, {0.0f, 0.0f, 0.0f}, -1};
-        parents[1] = -1;
-    }
-    std::vector<Task> stack;
     Task root{0, 0, n_faces, 0, {}, {}};
     bounds_of(prims, 0, n_faces, root.box, root.cbox);
-    stack.push_back(root);
-    while (!stack.empty()) {
-        Task t = stack.back();
-        stack.pop_back();
-        BVHNode& node = nodes[t.node];
-        for (int a = 0; a < 3; ++a) { node.lo[a] = t.box.lo[a]; node.hi[a] = t.box.hi[a]; }
-        const int32_t n = t.end - t.start;
-        auto make_leaf = [&]() {
-            node.first = t.start;
-            node.count = n;
-            for (int32_t i = t.start; i < t.end; ++i) tri_ids[i] = prims[i].id;
-        };
-        if (n <= 1) { make_leaf(); continue; }
-
-        // Bin the centroids on all three axes in one pass, then sweep each axis for the best SAH plane.
-        float c0[3], scale[3];
-        bool usable[3];
-        for (int a = 0; a < 3; ++a) {
-            float extent = t.cbox.hi[a] - t.cbox.lo[a];
-            usable[a] = extent > 0.0f && t.depth < kMedianDepth;
-            c0[a] = t.cbox.lo[a];
-            scale[a] = usable[a] ? kBins / extent : 0.0f;
-        }
-        Bin bins[3][kBins];
-        for (auto& axis_bins : bins) {
-            for (auto& b : axis_bins) { b.box.reset(); b.count = 0; }
-        }
-        if (usable[0] || usable[1] || usable[2]) {
-            for (int32_t i = t.start; i < t.end; ++i) {
-                const Prim& p = prims[i];
-                for (int a = 0; a < 3; ++a) {
-                    Bin& b = bins[a][bin_index(p.c[a], c0[a], scale[a])];
-                    b.count++;
-                    b.box.grow(p.lo, p.hi);
-                }
-            }
-        }
-        float best_cost = INFINITY;
-        int best_axis = -1, best_split = -1;
-        Box best_left, best_right;
-        for (int a = 0; a < 3; ++a) {
-            if (!usable[a]) continue;
-            Box right_box[kBins];
-            int32_t right_count[kBins];
-            Box acc;
-            acc.reset();
-            int32_t cnt = 0;
-            for (int b = kBins - 1; b > 0; --b) {
-                acc.grow(bins[a][b].box);
-                cnt += bins[a][b].count;
-                right_box[b] = acc;
-                right_count[b] = cnt;
-            }
-            acc.reset();
-            cnt = 0;
-            for (int b = 0; b < kBins - 1; ++b) {
-                acc.grow(bins[a][b].box);
-                cnt += bins[a][b].count;
-                if (cnt == 0 || right_count[b + 1] == 0) continue;
-                float cost = acc.half_area() * cnt + right_box[b + 1].half_area() * right_count[b + 1];
-                if (cost < best_cost) {
-                    best_cost = cost;
-                    best_axis = a;
-                    best_split = b + 1;
-                    best_left = acc;
-                    best_right = right_box[b + 1];
-                }
-            }
-        }
-        float parent_area = t.box.half_area();
-        float split_cost = parent_area > 0.0f ? kCostTraverse + kCostTriangle * best_cost / parent_area : INFINITY;
-        if (best_axis >= 0 && n <= max_leaf && kCostTriangle * n <= split_cost) { make_leaf(); continue; }
-        if (best_axis < 0 && n <= max_leaf && t.depth < kMedianDepth) { make_leaf(); continue; }  // same centroids
-
-        Task left{0, t.start, 0, t.depth + 1, {}, {}}, right{0, 0, t.end, t.depth + 1, {}, {}};
-        if (best_axis >= 0) {
-            // Two-pointer partition that gathers each side's centroid bounds on the way.
-            const int a = best_axis;
-            left.cbox.reset();
-            right.cbox.reset();
-            int32_t i = t.start, j = t.end - 1;
-            while (i <= j) {
-                if (bin_index(prims[i].c[a], c0[a], scale[a]) < best_split) {
-                    left.cbox.grow(prims[i].c, prims[i].c);
-                    ++i;
-                } else {
-                    right.cbox.grow(prims[i].c, prims[i].c);
-                    std::swap(prims[i], prims[j]);
-                    --j;
-                }
-            }
-            left.end = right.start = i;
-            left.box = best_left;
-            right.box = best_right;
-        } else {
-            int32_t mid = median_split(prims, t);
-            left.end = right.start = mid;
-            bounds_of(prims, left.start, left.end, left.box, left.cbox);
-            bounds_of(prims, right.start, right.end, right.box, right.cbox);
-        }
-        left.node = n_nodes;
-        right.node = n_nodes + 1;
-        n_nodes += 2;
-        node.first = left.node;
-        node.count = 0;
-        parents[left.node] = t.node;
-        parents[right.node] = t.node;
-        stack.push_back(right);
-        stack.push_back(left);
+    parents[0] = -1;
+    if (n_faces == 1) {
+        set_box(nodes[0], root.box);
+        nodes[0].first = 0;
+        nodes[0].count = 1;
+        tri_ids[0] = prims[0].id;
+        return 1;
     }
-    return n_nodes;
+    // Node 1 stays unused so every child pair starts at an even index: one 64-byte line per pair.
+    nodes[1] = kUnusedNode;
+    parents[1] = -1;
+    int32_t n_nodes = 2;
+    Task halves[2];
+    const bool parallel = n_faces >= kParallelMin && omp_get_max_threads() > 1 && !omp_in_parallel();
+    if (!parallel || !split_task(prims, root, max_leaf, halves[0], halves[1])) {
+        build_subtree(prims, root, max_leaf, nodes, parents, tri_ids, n_nodes);
+        return n_nodes;
+    }
+    // The root's two halves are built on two threads into local arrays, then spliced in:
+    // local node 0 -> global 2 + side, local k >= 2 -> k + offset[side] (offsets stay even).
+    std::vector<BVHNode> local_nodes[2];
+    std::vector<int32_t> local_parents[2];
+    int32_t local_count[2] = {2, 2};
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+    for (int side = 0; side < 2; ++side) {
+        const int32_t n = halves[side].end - halves[side].start;
+        local_nodes[side].assign(2 * (size_t)n + 2, kUnusedNode);
+        local_parents[side].assign(2 * (size_t)n + 2, -1);
+        halves[side].node = 0;
+        build_subtree(prims, halves[side], max_leaf, local_nodes[side].data(), local_parents[side].data(), tri_ids,
+                      local_count[side]);
+    }
+    set_box(nodes[0], root.box);
+    nodes[0].first = 2;
+    nodes[0].count = 0;
+    const int32_t offset[2] = {2, local_count[0]};
+    for (int side = 0; side < 2; ++side) {
+        auto global = [&](int32_t k) { return k == 0 ? 2 + side : k + offset[side]; };
+        for (int32_t k = 0; k < local_count[side]; ++k) {
+            if (k == 1) continue;
+            BVHNode node = local_nodes[side][k];
+            if (node.count == 0) node.first = global(node.first);
+            int32_t g = global(k);
+            nodes[g] = node;
+            parents[g] = k == 0 ? 0 : global(local_parents[side][k]);
+        }
+    }
+    return local_count[0] + local_count[1];
 }
 
 void refit_bvh(const float* verts, const int32_t* faces, int32_t n_nodes, BVHNode* nodes, const int32_t* tri_ids,

@@ -98,6 +98,45 @@ def test_procedural_head_near_surface_and_box(ext, head):
     assert_nearest_exact(bvh, verts, faces, _around(verts, 20000, 0.1, seed=4), check=800)
 
 
+def _check_tree(bvh, verts, faces):
+    """Layout invariants the traversals and the GPU refit rely on."""
+    for m in range(bvh.n_meshes):
+        count = int(bvh.n_nodes[m])
+        raw = bvh.nodes[m, :count]  # [n, 8] int32: lo xyz, first, hi xyz, count
+        box = raw.view(torch.float32)
+        lo, hi, first, kids = box[:, 0:3], box[:, 4:7], raw[:, 3].long(), raw[:, 7].long()
+        parents = bvh.parents[m, :count].long()
+        if count > 1:
+            assert kids[1] == -1, "node 1 is the unused slot"
+        inner = torch.nonzero(kids == 0).flatten()
+        assert torch.all(first[inner] % 2 == 0), "child pairs start at even indices"
+        for child in (first[inner], first[inner] + 1):
+            assert torch.all(child > inner) and torch.all(parents[child] == inner)
+            assert torch.all(lo[child] >= lo[inner]) and torch.all(hi[child] <= hi[inner])
+        leaves = torch.nonzero(kids > 0).flatten()
+        slots = torch.cat([torch.arange(int(first[i]), int(first[i] + kids[i])) for i in leaves.tolist()])
+        assert torch.equal(slots.sort().values, torch.arange(bvh.n_faces)), "each triangle in exactly one leaf"
+        assert torch.equal(bvh.tri_ids[m].long().sort().values, torch.arange(bvh.n_faces))
+        corners = verts[m][faces[bvh.tri_ids[m].long()].long()].reshape(-1, 9)
+        assert torch.equal(bvh.tri_verts[m], corners)
+        depth = torch.zeros(count, dtype=torch.long)
+        for i in inner.tolist():
+            depth[first[i]] = depth[first[i] + 1] = depth[i] + 1
+        assert int(depth.max()) < 64
+
+
+def test_tree_layout(ext, head):
+    verts, faces = head
+    _check_tree(MeshBVH(verts, faces), verts, faces)  # built on two threads
+    soup_verts, soup_faces = _soup(50, seed=21)
+    _check_tree(MeshBVH(soup_verts, soup_faces), soup_verts, soup_faces)  # built on one
+    batch = torch.cat([verts, verts * 0.9]).contiguous()
+    bvh = MeshBVH(batch, faces)
+    _check_tree(bvh, batch, faces)
+    bvh.refit((batch * 1.2).contiguous())
+    _check_tree(bvh, batch * 1.2, faces)
+
+
 def test_twin_agrees_with_float64(head):
     verts, faces = head
     points = _near_surface(verts, faces, 150, 0.05, seed=5)
