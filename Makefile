@@ -3,7 +3,7 @@ PY ?= python3
 TORCH_VERSION ?= 2.13.0
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test lint
+.PHONY: install ext demo test lint bench
 
 # torch first and pinned when missing, so pip never resolves a newer (CUDA) build here;
 # an existing torch (a GPU user's CUDA build) is kept.
@@ -15,8 +15,15 @@ demo: install
 	$(PY) -m pav.synthetic out=$(DEMO_DIR)/collection
 	$(PY) -m pav.data.summary $(DEMO_DIR)/collection
 
+# Builds the native extension pav._C up front (ops would build it on first use anyway).
+ext: install
+	$(PY) -m pav.ops.build
+
+bench: ext
+	$(PY) bench/ops.py
+
 lint:
 	$(PY) -m ruff check .
 
-test: install lint
+test: install lint ext
 	$(PY) -m pytest -q tests

@@ -124,15 +124,14 @@ PAV_HD void bvh_raycast(const BVHView& bvh, const Ray& ray, RayResult& best) {
             int32_t left = n.first, right = n.first + 1;
             float tl = ray_box(ray, node_lo(bvh.nodes[left]), node_hi(bvh.nodes[left]), best.t);
             float tr = ray_box(ray, node_lo(bvh.nodes[right]), node_hi(bvh.nodes[right]), best.t);
-            if (tr < tl) {
-                int32_t ti = left; left = right; right = ti;
-                float tt = tl; tl = tr; tr = tt;
-            }
-            if (tl < INFINITY) {
-                if (tr < INFINITY && sp < kBVHStackSize) {
-                    stack_node[sp] = right; stack_t[sp] = tr; ++sp;
-                }
-                node = left;
+            bool swap = tr < tl;
+            int32_t near_node = swap ? right : left, far_node = swap ? left : right;
+            float near_t = swap ? tr : tl, far_t = swap ? tl : tr;
+            stack_node[sp] = far_node;
+            stack_t[sp] = far_t;
+            sp += far_t < INFINITY ? 1 : 0;
+            if (near_t < INFINITY) {
+                node = near_node;
                 continue;
             }
         }
