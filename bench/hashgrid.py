@@ -1,12 +1,16 @@
 """Throughput of the hash-grid encoding at the paper config (16 levels x 2 features, 2^18 rows, 16..2048).
 
-Forward + backward points per second for the native op and the pure-torch twin, with the table gradient
-only (training: canonical points carry no gradient) and with the point gradient too. The twin runs on
-fewer points and its rate is scaled. Usage: python bench/hashgrid.py [n_points=1000000] [twin_points=100000]
+Forward + backward points per second of the native op and of the pure-torch twin: with the table gradient
+only (training: canonical points carry no gradient), then with the point gradient too. The twin runs on
+fewer points and its rate is scaled. Points are uniform in the unit box, the worst case for the caches.
+Large fresh outputs cost page faults; THP_MEM_ALLOC_ENABLE=1 (torch's huge-page switch) trims them.
+
+Usage, from the repository root: python -m bench.hashgrid [n_points=1000000] [twin_points=100000]
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -42,7 +46,8 @@ def main(argv: list[str]) -> None:
     n_points = int(options.get("n_points", 1_000_000))
     twin_points = int(options.get("twin_points", 100_000))
     spec = HashGridSpec()
-    print(f"hash grid {spec}, {torch.get_num_threads()} threads")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"hash grid {spec}, {torch.get_num_threads()} threads, load average {load:.2f} at start")
     print(f"{'gradients':<18}{'ext (M pts/s)':>15}{'torch (M pts/s)':>17}{'ratio':>8}")
     for label, points_grad in (("table", False), ("table + points", True)):
         ext_rate = points_per_second(n_points, "ext", points_grad, spec)

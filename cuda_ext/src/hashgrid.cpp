@@ -3,9 +3,9 @@
 //
 // CPU layout of the work (each level's table is a few MB and stays in cache while it is used):
 //   forward:  level by level, points split across threads;
-//   backward: levels split across threads, each level owning its slice of the table gradient (no atomics);
-//             point gradients go to per-level buffers over a chunk of points, summed per point afterwards
-//             in level order, so results do not depend on the thread count.
+//   backward: levels split across threads for the table gradient, each level owning its slice of the table
+//             (no atomics); then, only when asked for, the point gradient level by level with points split
+//             across threads, each point's gradient owned by one thread (no races, no partial buffers).
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
@@ -26,8 +26,7 @@ namespace pav {
 namespace hashgrid {
 namespace {
 
-constexpr int64_t kPointsPerChunk = int64_t(1) << 16;  // point-gradient chunk: levels x chunk x 3 partial sums
-constexpr int64_t kSerialWork = int64_t(1) << 12;      // below this many (point, level) pairs, one thread
+constexpr int64_t kSerialWork = int64_t(1) << 12;  // below this many (point, level) pairs, one thread
 
 // Checks the level description against the table and builds the Levels the math uses.
 Levels make_levels(const std::vector<int64_t>& resolutions, const std::vector<int64_t>& offsets,
@@ -137,39 +136,23 @@ void backward_table_cpu(const T* grad_out, const T* points, int64_t n_points, Fe
     }
 }
 
-// Table and point gradients, a chunk of points at a time: threads take levels, each level writes its
-// point gradients to its own partial buffer [levels, chunk, 3], and the buffers are summed per point.
+// Point gradient: level by level, points split across threads. Each point's gradient belongs to one
+// thread and gathers the levels in order, so the result does not depend on the thread count.
 template <typename T, typename Features>
-void backward_table_and_points_cpu(const T* grad_out, const T* points, const T* table, int64_t n_points,
-                                   Features n_features, const Levels& levels, T* grad_table, T* grad_points) {
+void backward_points_cpu(const T* grad_out, const T* points, const T* table, int64_t n_points, Features n_features,
+                         const Levels& levels, T* grad_points) {
     const int64_t out_stride = int64_t(levels.count) * n_features;
-    const int64_t chunk = std::min(n_points, kPointsPerChunk);
-    std::vector<T> partial(static_cast<size_t>(levels.count * chunk * 3));  // [levels, chunk, 3]
-    for (int64_t start = 0; start < n_points; start += chunk) {
-        const int64_t count = std::min(chunk, n_points - start);
-        const int level_threads = thread_count(count * levels.count, levels.count);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(level_threads)
-        for (int l = 0; l < levels.count; ++l) {
-            const Level level = levels.level[l];
-            const T* grad_level = grad_out + int64_t(l) * n_features;
-            T* partial_level = partial.data() + int64_t(l) * chunk * 3;
-            for (int64_t j = 0; j < count; ++j) {
-                const int64_t i = start + j;
-                const Sample<T> sample = sample_level(points + i * 3, level);
-                const T* grad_sample = grad_level + i * out_stride;
-                scatter_to_table(sample, grad_sample, n_features, grad_table, PlainAdd());
-                point_gradient(sample, table, grad_sample, n_features, partial_level + j * 3);
-            }
-        }
-        const int point_threads = thread_count(count * levels.count, count);
-#pragma omp parallel for schedule(static) num_threads(point_threads)
-        for (int64_t j = 0; j < count; ++j) {
-            T sum[3] = {T(0), T(0), T(0)};
-            for (int l = 0; l < levels.count; ++l) {
-                const T* partial_point = partial.data() + (int64_t(l) * chunk + j) * 3;
-                for (int axis = 0; axis < 3; ++axis) sum[axis] += partial_point[axis];
-            }
-            for (int axis = 0; axis < 3; ++axis) grad_points[(start + j) * 3 + axis] = sum[axis];
+    const int threads = thread_count(n_points * levels.count, n_points);
+#pragma omp parallel num_threads(threads)
+    for (int l = 0; l < levels.count; ++l) {
+        const Level level = levels.level[l];
+        const T* grad_level = grad_out + int64_t(l) * n_features;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n_points; ++i) {
+            const Sample<T> sample = sample_level(points + i * 3, level);
+            T grad_point[3];
+            point_gradient(sample, table, grad_level + i * out_stride, n_features, grad_point);
+            for (int axis = 0; axis < 3; ++axis) grad_points[i * 3 + axis] += grad_point[axis];
         }
     }
 }
@@ -216,12 +199,13 @@ torch::Tensor hash_encode_forward(const torch::Tensor& points, const torch::Tens
     return out;
 }
 
-// Returns (grad_table [n_params, F], grad_points [N, 3] or None).
+// Returns (grad_table [n_params, F] or None, grad_points [N, 3] or None), each only when asked for.
 std::tuple<torch::Tensor, torch::Tensor> hash_encode_backward(const torch::Tensor& grad_out,
                                                               const torch::Tensor& points, const torch::Tensor& table,
                                                               const std::vector<int64_t>& resolutions,
                                                               const std::vector<int64_t>& offsets,
-                                                              int64_t log2_hashmap_size, bool need_points_grad) {
+                                                              int64_t log2_hashmap_size, bool need_table_grad,
+                                                              bool need_points_grad) {
     const Levels levels = make_levels(resolutions, offsets, log2_hashmap_size);
     check_points_and_table(points, table, offsets.back());
     const int64_t n_points = points.size(0);
@@ -235,17 +219,19 @@ std::tuple<torch::Tensor, torch::Tensor> hash_encode_backward(const torch::Tenso
     TORCH_CHECK_VALUE(grad_out.device() == points.device(), "hash_encode: grad_out is on ", grad_out.device(),
                       " but points are on ", points.device());
     TORCH_CHECK_VALUE(grad_out.is_contiguous(), "hash_encode: grad_out must be contiguous");
-    auto grad_table = torch::zeros_like(table);  // [n_params, F]
-    torch::Tensor grad_points;                   // [N, 3], undefined (None) unless asked for
+    torch::Tensor grad_table, grad_points;  // [n_params, F], [N, 3]; undefined (None) unless asked for
+    if (need_table_grad) grad_table = torch::zeros_like(table);
     if (need_points_grad) grad_points = torch::zeros_like(points);
+    if (!need_table_grad && !need_points_grad) return {grad_table, grad_points};
     AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "hash_encode_backward", [&] {
+        scalar_t* grad_table_ptr = need_table_grad ? grad_table.data_ptr<scalar_t>() : nullptr;
         scalar_t* grad_points_ptr = need_points_grad ? grad_points.data_ptr<scalar_t>() : nullptr;
         if (points.is_cuda()) {
 #ifdef PAV_WITH_CUDA
             const c10::cuda::CUDAGuard guard(points.device());
             check_launch(launch_backward<scalar_t>(grad_out.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(),
                                                    table.data_ptr<scalar_t>(), n_points, n_features, levels,
-                                                   grad_table.data_ptr<scalar_t>(), grad_points_ptr,
+                                                   grad_table_ptr, grad_points_ptr,
                                                    c10::cuda::getCurrentCUDAStream().stream()),
                          "backward");
 #else
@@ -253,13 +239,14 @@ std::tuple<torch::Tensor, torch::Tensor> hash_encode_backward(const torch::Tenso
 #endif
         } else {
             with_feature_count(n_features, [&](auto features) {
-                if (need_points_grad) {
-                    backward_table_and_points_cpu<scalar_t>(grad_out.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(),
-                                                            table.data_ptr<scalar_t>(), n_points, features, levels,
-                                                            grad_table.data_ptr<scalar_t>(), grad_points_ptr);
-                } else {
+                if (need_table_grad) {
                     backward_table_cpu<scalar_t>(grad_out.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(),
-                                                 n_points, features, levels, grad_table.data_ptr<scalar_t>());
+                                                 n_points, features, levels, grad_table_ptr);
+                }
+                if (need_points_grad) {
+                    backward_points_cpu<scalar_t>(grad_out.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(),
+                                                  table.data_ptr<scalar_t>(), n_points, features, levels,
+                                                  grad_points_ptr);
                 }
             });
         }
@@ -270,13 +257,15 @@ std::tuple<torch::Tensor, torch::Tensor> hash_encode_backward(const torch::Tenso
 }  // namespace
 
 void register_hashgrid(pybind11::module_& m) {
+    // Both release the GIL while they run: they touch no Python object.
     m.def("hash_encode_forward", &hash_encode_forward, "Multiresolution hash encoding: points [N, 3] -> [N, L*F]",
-          pybind11::arg("points"), pybind11::arg("table"), pybind11::arg("resolutions"), pybind11::arg("offsets"),
+          pybind11::call_guard<pybind11::gil_scoped_release>(), pybind11::arg("points"), pybind11::arg("table"), pybind11::arg("resolutions"), pybind11::arg("offsets"),
           pybind11::arg("log2_hashmap_size"));
     m.def("hash_encode_backward", &hash_encode_backward,
-          "Gradients of hash_encode_forward: (grad_table [n_params, F], grad_points [N, 3] or None)",
-          pybind11::arg("grad_out"), pybind11::arg("points"), pybind11::arg("table"), pybind11::arg("resolutions"),
-          pybind11::arg("offsets"), pybind11::arg("log2_hashmap_size"), pybind11::arg("need_points_grad"));
+          "Gradients of hash_encode_forward: (grad_table [n_params, F] or None, grad_points [N, 3] or None)",
+          pybind11::call_guard<pybind11::gil_scoped_release>(), pybind11::arg("grad_out"), pybind11::arg("points"), pybind11::arg("table"), pybind11::arg("resolutions"),
+          pybind11::arg("offsets"), pybind11::arg("log2_hashmap_size"), pybind11::arg("need_table_grad"),
+          pybind11::arg("need_points_grad"));
 }
 
 }  // namespace hashgrid

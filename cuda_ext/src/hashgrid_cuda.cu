@@ -54,7 +54,7 @@ __global__ void backward_kernel(const T* __restrict__ grad_out, const T* __restr
     if (point >= n_points) return;
     const Sample<T> sample = sample_level(points + point * 3, levels.level[level]);
     const T* grad_level = grad_out + (point * levels.count + level) * n_features;
-    scatter_to_table(sample, grad_level, n_features, grad_table, AtomicAdd());
+    if (grad_table != nullptr) scatter_to_table(sample, grad_level, n_features, grad_table, AtomicAdd());
     if (grad_points != nullptr) {
         T grad_point[3];
         point_gradient(sample, table, grad_level, n_features, grad_point);

@@ -15,8 +15,8 @@ template <typename T>
 const char* launch_forward(const T* points, const T* table, int64_t n_points, int n_features, const Levels& levels,
                            T* out, void* stream);
 
-// grad_table [n_params, n_features] (zeroed by the caller) += the table gradient; when grad_points is not
-// null, grad_points [n_points, 3] (zeroed by the caller) += the point gradient.
+// grad_table [n_params, n_features] += the table gradient and grad_points [n_points, 3] += the point gradient,
+// each skipped where its pointer is null; the caller zeroes them.
 template <typename T>
 const char* launch_backward(const T* grad_out, const T* points, const T* table, int64_t n_points, int n_features,
                             const Levels& levels, T* grad_table, T* grad_points, void* stream);

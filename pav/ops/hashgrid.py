@@ -32,7 +32,8 @@ MAX_RESOLUTION = 1 << 24  # float32 positions cannot tell finer cells apart
 PRIME_Y = 2654435761
 PRIME_Z = 805459861
 UINT32_MASK = 0xFFFFFFFF
-CORNER_BITS = torch.tensor([[(c >> axis) & 1 for axis in range(3)] for c in range(8)])  # [8, 3] bit 0 = +x
+# [8, 3]: corner c = x + 2y + 4z is vertex cell + (x, y, z), as in cuda_ext/include/pav/hashgrid.h
+CORNER_BITS = torch.tensor([[(c >> axis) & 1 for axis in range(3)] for c in range(8)])
 
 _warned_cuda_fallback = False
 
@@ -155,10 +156,9 @@ def hash_encode_torch(points: torch.Tensor, table: torch.Tensor, spec: HashGridS
         corners = cell.long()[:, None, :] + corner_bits  # [N, 8, 3]
         rows = _corner_rows(corners, resolution, dense, spec.log2_hashmap_size) + offset  # [N, 8]
         sides = torch.stack([1.0 - frac, frac], dim=-1)  # [N, 3, 2]: weight of the lower, upper corner
-        weights = (
-            sides[:, 0, corner_bits[:, 0]] * sides[:, 1, corner_bits[:, 1]] * sides[:, 2, corner_bits[:, 2]]
-        )  # [N, 8]
-        values = torch.nn.functional.embedding(rows, table)  # [N, 8, F]
+        wx, wy, wz = sides.unbind(1)  # [N, 2] each
+        weights = (wz[:, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]).reshape(-1, 8)  # [N, 8]
+        values = table.index_select(0, rows.reshape(-1)).view(-1, 8, spec.n_features)  # [N, 8, F]
         features.append(torch.einsum("nc,ncf->nf", weights, values))  # [N, F]
     return torch.cat(features, dim=1)  # [N, L*F]
 
@@ -181,7 +181,6 @@ class _HashEncode(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         points, table = ctx.saved_tensors
         spec = ctx.spec
-        need_points_grad = ctx.needs_input_grad[0]
         grad_table, grad_points = ctx.ext.hash_encode_backward(
             grad_out.contiguous(),  # [N, L*F]
             points,
@@ -189,10 +188,9 @@ class _HashEncode(torch.autograd.Function):
             list(spec.resolutions),
             list(spec.offsets),
             spec.log2_hashmap_size,
-            need_points_grad,
-        )  # [n_params, F], [N, 3] or None
-        if not ctx.needs_input_grad[1]:
-            grad_table = None
+            ctx.needs_input_grad[1],
+            ctx.needs_input_grad[0],
+        )  # [n_params, F] or None, [N, 3] or None
         return grad_points, grad_table, None, None
 
 
@@ -221,8 +219,9 @@ def _native_op(points: torch.Tensor, backend: str):
 def hash_encode(points: torch.Tensor, table: torch.Tensor, spec: HashGridSpec, backend: str = "auto") -> torch.Tensor:
     """Encode points [N, 3] in the unit box with the grid `table` [spec.n_params, F] -> [N, L*F].
 
-    Differentiable w.r.t. the table and the points. backend: "auto" (native op when it builds, else
-    the twin), "ext" (native op or an error), "torch" (the twin). float32, or float64 for both tensors.
+    Differentiable w.r.t. the table and the points (the native op once; for double backward, e.g. a
+    loss on d features / d points, use the twin). backend: "auto" (native op when it builds, else the
+    twin), "ext" (native op or an error), "torch" (the twin). float32, or float64 for both tensors.
     """
     _check_inputs(points, table, spec)
     ext = _native_op(points, backend)

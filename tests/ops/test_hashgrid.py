@@ -165,14 +165,15 @@ def test_hashed_level_uses_the_uint32_hash(ext):
     assert hash_encode(points, table, spec, backend="ext").item() == row
 
 
-def test_gradcheck_table_and_points(ext):
+@pytest.mark.parametrize("backend", ["ext", "torch"])
+def test_gradcheck_table_and_points(ext, backend):
     generator = torch.Generator().manual_seed(3)
     finest = TINY.resolutions[-1]  # the walls of every level are multiples of 1 / finest
     cells = torch.randint(0, finest, (6, 3), generator=generator)
     offsets = 0.1 + 0.8 * torch.rand(6, 3, generator=generator, dtype=torch.float64)
     points = ((cells + offsets) / finest).requires_grad_(True)  # [6, 3] away from cell walls (kinks)
     table = make_table(TINY, dtype=torch.float64).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda p, t: hash_encode(p, t, TINY, backend="ext"), (points, table))
+    assert torch.autograd.gradcheck(lambda p, t: hash_encode(p, t, TINY, backend=backend), (points, table))
 
 
 def test_no_points_grad_unless_asked(ext):
@@ -196,7 +197,7 @@ def test_backward_does_not_depend_on_thread_count(ext):
             torch.set_num_threads(count)
             results.append(
                 ext.hash_encode_backward(
-                    grad_out, points, table, list(PAPER.resolutions), list(PAPER.offsets), 18, True
+                    grad_out, points, table, list(PAPER.resolutions), list(PAPER.offsets), 18, True, True
                 )
             )
     finally:
@@ -261,7 +262,7 @@ def test_raw_op_checks_its_inputs(ext):
         ext.hash_encode_forward(points, torch.rand(TINY.n_features, TINY.n_params).t(), *levels)
     with pytest.raises(ValueError, match="grad_out must be contiguous"):
         grad_out = torch.rand(TINY.n_output_dims, len(points)).t()
-        ext.hash_encode_backward(grad_out, points, table, *levels, False)
+        ext.hash_encode_backward(grad_out, points, table, *levels, True, False)
     with pytest.raises(ValueError, match="rows"):
         ext.hash_encode_forward(points, table, [3, 4, 8], list(TINY.offsets), 6)  # 4^3 dense rows
     with pytest.raises(ValueError, match="table must have"):

@@ -43,6 +43,7 @@ struct Levels {
 // A level is dense when all its (resolution + 1)^3 vertices fit in 2^log2_hashmap_size rows.
 PAV_HD bool level_is_dense(int64_t resolution, int log2_hashmap_size) {
     const int64_t side = resolution + 1;
+    if (side > 2048) return false;  // side^3 > 2^33 > any table; also keeps side^3 from overflowing
     return side * side * side <= (int64_t(1) << log2_hashmap_size);
 }
 
