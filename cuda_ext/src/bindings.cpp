@@ -3,6 +3,7 @@
 
 namespace pav {
 void register_bvh(pybind11::module_& m);
+void register_hashgrid(pybind11::module_& m);
 }  // namespace pav
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -13,4 +14,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.attr("with_cuda") = false;
 #endif
     pav::register_bvh(m);
+    pav::register_hashgrid(m);
 }

@@ -2,5 +2,14 @@
 
 from ._ext import ExtensionUnavailable
 from .bvh import MeshBVH, nearest_triangle_torch, raycast_torch
+from .hashgrid import HashGridSpec, hash_encode, hash_encode_torch
 
-__all__ = ["ExtensionUnavailable", "MeshBVH", "nearest_triangle_torch", "raycast_torch"]
+__all__ = [
+    "ExtensionUnavailable",
+    "HashGridSpec",
+    "MeshBVH",
+    "hash_encode",
+    "hash_encode_torch",
+    "nearest_triangle_torch",
+    "raycast_torch",
+]
