@@ -7,7 +7,7 @@ points within +-10% of the head size of the surface and for points uniform in th
 enlarged by 10% of the head size on each side; first-hit raycast; and the hash grid's
 forward + backward at the paper configuration. Baselines: the pure-torch twins (timed on
 fewer points, reported as a rate) and open3d's RaycastingScene when it is installed.
-This prints a table; it asserts nothing.
+This prints a table; it asserts nothing. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -129,7 +129,19 @@ def main(argv=None) -> None:
 
 
 def hashgrid_rows(n, nt, repeats):
-    return []
+    """Forward + backward of the paper-configuration hash grid (bench/hashgrid.py has the details)."""
+    from hashgrid import points_per_second  # bench/hashgrid.py, beside this script
+
+    from pav.ops import HashGridSpec
+
+    spec = HashGridSpec()
+    twin_n = max(nt, 20_000)
+    rows = []
+    for label, points_grad in (("table grad", False), ("table + point grads", True)):
+        ours = points_per_second(n, "ext", points_grad, spec) / 1e6
+        twin = points_per_second(twin_n, "torch", points_grad, spec) / 1e6
+        rows.append((f"hash grid fwd+bwd, {label} ({n:,} pts)", ours, "M/s", "torch twin", twin))
+    return rows
 
 
 def print_table(rows):

@@ -9,6 +9,7 @@ where the extension cannot be built. Queries take no gradients (wrap callers in 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -60,6 +61,15 @@ def _mesh_index(mesh_idx: torch.Tensor | None, n: int, n_meshes: int, device: to
     return mesh_idx.to(torch.int32).contiguous()
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 class MeshBVH:
     """BVHs of B meshes that share one face array.
 
@@ -71,6 +81,8 @@ class MeshBVH:
     def __init__(self, verts: torch.Tensor, faces: torch.Tensor, *, max_leaf: int = DEFAULT_MAX_LEAF,
                  backend: str = "auto"):
         _check_float3("verts", verts, 3)
+        if verts.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"MeshBVH runs on CPU or CUDA tensors, got verts on {verts.device}")
         _check_faces(faces, verts.shape[1])
         _check_finite("verts", verts)
         self.device = verts.device
@@ -79,6 +91,11 @@ class MeshBVH:
         self.n_faces = self.faces.shape[0]
         self.max_leaf = int(max_leaf)
         self._ext = get_ext(backend, "MeshBVH")
+        if self._ext is not None and self.device.type != "cpu" and not self._ext.with_cuda:
+            if backend == "ext":
+                raise ValueError(f"MeshBVH: pav._C was built without CUDA, so backend 'ext' cannot serve {self.device}")
+            _warn_once("MeshBVH: pav._C was built without CUDA; the brute-force twin serves CUDA meshes (slow)")
+            self._ext = None
         self.verts = verts.detach().contiguous()  # [B, V, 3], kept for the torch twin
         if self._ext is not None:
             built = self._ext.bvh_build(self.verts.cpu(), self.faces.cpu(), self.max_leaf)

@@ -282,6 +282,8 @@ def test_bad_input_raises_value_error(ext, head):
         MeshBVH(verts[0], faces)
     with pytest.raises(ValueError, match="outside"):
         MeshBVH(verts, torch.cat([faces, torch.tensor([[0, 1, verts.shape[1]]], dtype=torch.int32)]))
+    with pytest.raises(ValueError, match="CPU or CUDA"):
+        MeshBVH(verts.to("meta"), faces)
     with pytest.raises(ValueError, match="NaN or inf"):
         MeshBVH(torch.where(torch.arange(verts.shape[1])[None, :, None] == 5, math.nan, verts), faces)
     bvh = MeshBVH(verts, faces)
