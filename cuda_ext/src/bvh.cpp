@@ -158,9 +158,9 @@ std::vector<Tensor> bvh_build_op(const Tensor& verts, const Tensor& faces, int64
                           "faces index vertices outside [0, ", V, ")");
     }
     auto opts_i = torch::TensorOptions().dtype(torch::kInt32);
-    Tensor nodes = torch::zeros({B, M, 8}, opts_i);
+    Tensor nodes = torch::empty({B, M, 8}, opts_i);  // slots past n_nodes are never read
     Tensor tri_ids = torch::empty({B, F}, opts_i);
-    Tensor parents = torch::full({B, M}, -1, opts_i);
+    Tensor parents = torch::empty({B, M}, opts_i);
     Tensor n_nodes = torch::empty({B}, opts_i);
     Tensor tri_verts = torch::empty({B, F, 9}, torch::TensorOptions().dtype(torch::kFloat32));
     const float* vp = verts.data_ptr<float>();

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -207,7 +208,11 @@ constexpr int32_t kParallelMin = 4096;  // below this a second thread costs more
 
 int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int max_leaf, BVHNode* nodes,
                   int32_t* tri_ids, int32_t* parents) {
-    std::vector<Prim> prim_store(n_faces);
+    // Scratch kept per calling thread: fresh multi-megabyte buffers cost page faults per build.
+    thread_local std::vector<Prim> prim_store;
+    thread_local std::vector<BVHNode> local_nodes[2];
+    thread_local std::vector<int32_t> local_parents[2];
+    prim_store.resize(n_faces);
     Prim* prims = prim_store.data();
     for (int32_t f = 0; f < n_faces; ++f) {
         float tv[9];
@@ -239,18 +244,22 @@ int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int
     }
     // The root's two halves are built on two threads into local arrays, then spliced in:
     // local node 0 -> global 2 + side, local k >= 2 -> k + offset[side] (offsets stay even).
-    std::vector<BVHNode> local_nodes[2];
-    std::vector<int32_t> local_parents[2];
     int32_t local_count[2] = {2, 2};
-#pragma omp parallel for num_threads(2) schedule(static, 1)
-    for (int side = 0; side < 2; ++side) {
+    // The second thread must see this thread's buffers, not its own thread_local ones.
+    std::vector<BVHNode>* half_nodes = local_nodes;
+    std::vector<int32_t>* half_parents = local_parents;
+    auto build_half = [&, half_nodes, half_parents](int side) {
         const int32_t n = halves[side].end - halves[side].start;
-        local_nodes[side].assign(2 * (size_t)n + 2, kUnusedNode);
-        local_parents[side].assign(2 * (size_t)n + 2, -1);
+        half_nodes[side].assign(2 * (size_t)n + 2, kUnusedNode);
+        half_parents[side].assign(2 * (size_t)n + 2, -1);
         halves[side].node = 0;
-        build_subtree(prims, halves[side], max_leaf, local_nodes[side].data(), local_parents[side].data(), tri_ids,
+        build_subtree(prims, halves[side], max_leaf, half_nodes[side].data(), half_parents[side].data(), tri_ids,
                       local_count[side]);
-    }
+    };
+    // A plain thread: the split must not depend on the state of the OpenMP pool that torch shares.
+    std::thread second(build_half, 1);
+    build_half(0);
+    second.join();
     set_box(nodes[0], root.box);
     nodes[0].first = 2;
     nodes[0].count = 0;
