@@ -112,7 +112,7 @@ def main(argv=None) -> None:
         if scene is not None:
             o3d_pts = o3d.core.Tensor(points.numpy())
             rate = n / timed(lambda q=o3d_pts: scene.compute_closest_points(q), args.repeats) / 1e6
-            rows.append((f"{label} ({n:,} pts)", ours, "M/s", "open3d closest points", rate))
+            rows.append((f"{label} ({n:,} pts)", ours, "M/s", "open3d closest pts", rate))
 
     origins, dirs = rays(verts, n, g)
     ours = n / timed(lambda: bvh.raycast(origins, dirs), args.repeats) / 1e6
@@ -144,22 +144,26 @@ def hashgrid_rows(n, nt, repeats):
     return rows
 
 
+def _fmt(value: float, unit: str) -> str:
+    if unit == "M/s" and value < 0.01:
+        return f"{value * 1e3:.2f} k/s"
+    return f"{value:.3f} {unit}" if value < 10 else f"{value:.1f} {unit}"
+
+
 def print_table(rows):
     threads = torch.get_num_threads()
     print(f"\npav._C ops, {threads} CPU threads, torch {torch.__version__}\n")
-    header = f"{'op':<48} {'pav._C':>12}  {'baseline':<24} {'baseline':>12}  {'ratio':>8}"
+    header = f"{'op':<54} {'pav._C':>11}  {'baseline':<22} {'baseline':>11}  {'ratio':>8}"
     print(header)
     print("-" * len(header))
     for what, ours, unit, base_name, base in rows:
         if base is None:
-            ratio = "-"
-            base_s = "-"
+            ratio, base_s = "-", "-"
         else:
             ratio = f"{base / ours:.1f}x" if unit == "ms" else f"{ours / base:.1f}x"
-            base_s = f"{base:.3f} {unit}" if base < 10 else f"{base:.1f} {unit}"
-        ours_s = f"{ours:.3f} {unit}" if ours < 10 else f"{ours:.1f} {unit}"
-        print(f"{what:<48} {ours_s:>12}  {base_name:<24} {base_s:>12}  {ratio:>8}")
-    print("\nratio: how many times faster pav._C is than the baseline.")
+            base_s = _fmt(base, unit)
+        print(f"{what:<54} {_fmt(ours, unit):>11}  {base_name:<22} {base_s:>11}  {ratio:>8}")
+    print("\nratio: how many times faster pav._C is than the baseline (times: baseline / ours).")
 
 
 if __name__ == "__main__":
