@@ -127,16 +127,10 @@ void nearest_cpu(const Tree& t, const float* pp, const int32_t* mp, int64_t n, f
                 if (d2 < best.sqdist) best = NearestResult{d2, seed_slot, {b[0], b[1], b[2]}};
             }
             bvh_nearest(view, p, best);
+            write_nearest(view, best, i, fo, bo, so);
             if (best.slot >= 0) {
-                fo[i] = view.tri_ids[best.slot];
-                so[i] = best.sqdist;
-                bo[3 * i] = best.bary[0]; bo[3 * i + 1] = best.bary[1]; bo[3 * i + 2] = best.bary[2];
                 seed_slot = best.slot;
                 seed_mesh = m;
-            } else {
-                fo[i] = -1;
-                so[i] = INFINITY;
-                bo[3 * i] = bo[3 * i + 1] = bo[3 * i + 2] = 0.0f;
             }
         }
     }
@@ -311,16 +305,7 @@ std::vector<Tensor> bvh_raycast_op(const Tensor& nodes, const Tensor& tri_verts,
     float* bo = bary.data_ptr<float>();
     float* to = t_hit.data_ptr<float>();
 #pragma omp parallel for schedule(dynamic, kChunk)
-    for (int64_t i = 0; i < n; ++i) {
-        int32_t m = mp ? mp[i] : 0;
-        BVHView view = view_of(t, m);
-        Ray ray = make_ray(load_vec3(op + 3 * i), load_vec3(dp + 3 * i));
-        RayResult best{INFINITY, -1, {0.0f, 0.0f, 0.0f}};
-        bvh_raycast(view, ray, best);
-        to[i] = best.t;
-        fo[i] = best.slot >= 0 ? view.tri_ids[best.slot] : -1;
-        bo[3 * i] = best.bary[0]; bo[3 * i + 1] = best.bary[1]; bo[3 * i + 2] = best.bary[2];
-    }
+    for (int64_t i = 0; i < n; ++i) raycast_query(view_of(t, mp ? mp[i] : 0), op, dp, i, to, fo, bo);
     return {t_hit, face, bary};
 }
 

@@ -23,12 +23,7 @@ __global__ void nearest_kernel(BVHBatch bvh, const float* points, const int32_t*
     BVHView view = view_at(bvh, m);
     NearestResult best{bound, -1, {0.0f, 0.0f, 0.0f}};
     bvh_nearest(view, load_vec3(points + 3 * i), best);
-    bool hit = best.slot >= 0;
-    face_out[i] = hit ? view.tri_ids[best.slot] : -1;
-    sqdist_out[i] = hit ? best.sqdist : INFINITY;
-    bary_out[3 * i] = best.bary[0];
-    bary_out[3 * i + 1] = best.bary[1];
-    bary_out[3 * i + 2] = best.bary[2];
+    write_nearest(view, best, i, face_out, bary_out, sqdist_out);
 }
 
 __global__ void raycast_kernel(BVHBatch bvh, const float* origins, const float* dirs, const int32_t* mesh_idx,
@@ -36,15 +31,7 @@ __global__ void raycast_kernel(BVHBatch bvh, const float* origins, const float* 
     int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     int32_t m = mesh_idx ? mesh_idx[i] : 0;
-    BVHView view = view_at(bvh, m);
-    Ray ray = make_ray(load_vec3(origins + 3 * i), load_vec3(dirs + 3 * i));
-    RayResult best{INFINITY, -1, {0.0f, 0.0f, 0.0f}};
-    bvh_raycast(view, ray, best);
-    t_out[i] = best.t;
-    face_out[i] = best.slot >= 0 ? view.tri_ids[best.slot] : -1;
-    bary_out[3 * i] = best.bary[0];
-    bary_out[3 * i + 1] = best.bary[1];
-    bary_out[3 * i + 2] = best.bary[2];
+    raycast_query(view_at(bvh, m), origins, dirs, i, t_out, face_out, bary_out);
 }
 
 __global__ void morton_kernel(BVHBatch bvh, const float* points, const int32_t* mesh_idx, int64_t n, int64_t* keys) {

@@ -148,6 +148,27 @@ PAV_HD void bvh_raycast(const BVHView& bvh, const Ray& ray, RayResult& best) {
     }
 }
 
+// Writes query i of a batched nearest op: face index (-1 when none within the bound),
+// barycentrics and squared distance (inf when none). Shared by the OpenMP loop and the kernel.
+PAV_HD void write_nearest(const BVHView& view, const NearestResult& best, int64_t i, int64_t* face_out,
+                          float* bary_out, float* sqdist_out) {
+    const bool found = best.slot >= 0;
+    face_out[i] = found ? view.tri_ids[best.slot] : -1;
+    sqdist_out[i] = found ? best.sqdist : INFINITY;
+    for (int k = 0; k < 3; ++k) bary_out[3 * i + k] = found ? best.bary[k] : 0.0f;
+}
+
+// Query i of a batched raycast: first hit of ray (origins[i], dirs[i]); t = inf and face -1 on a miss.
+PAV_HD void raycast_query(const BVHView& view, const float* origins, const float* dirs, int64_t i, float* t_out,
+                          int64_t* face_out, float* bary_out) {
+    Ray ray = make_ray(load_vec3(origins + 3 * i), load_vec3(dirs + 3 * i));
+    RayResult best{INFINITY, -1, {0.0f, 0.0f, 0.0f}};
+    bvh_raycast(view, ray, best);
+    t_out[i] = best.t;
+    face_out[i] = best.slot >= 0 ? view.tri_ids[best.slot] : -1;
+    for (int k = 0; k < 3; ++k) bary_out[3 * i + k] = best.bary[k];
+}
+
 // Box of a leaf-ordered triangle, padded so that box tests stay conservative under rounding.
 PAV_HD float pad_of(float x) { return (x < 0 ? -x : x) * 2e-7f + 1e-30f; }
 
