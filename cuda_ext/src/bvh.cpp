@@ -11,6 +11,7 @@
 #include "pav/bvh.h"
 
 #ifdef PAV_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
@@ -186,6 +187,7 @@ void bvh_refit_op(const Tensor& verts, const Tensor& faces, const Tensor& nodes,
     const int64_t V = verts.size(1);
     if (nodes.is_cuda()) {
 #ifdef PAV_WITH_CUDA
+        const c10::cuda::CUDAGuard guard(nodes.device());
         check_same_device(parents, nodes, "parents", "the BVH");
         check_same_device(n_nodes, nodes, "n_nodes", "the BVH");
         Tensor flags = torch::zeros({t.n_meshes, t.node_stride}, nodes.options());
@@ -223,6 +225,7 @@ std::vector<Tensor> bvh_nearest_op(const Tensor& nodes, const Tensor& tri_verts,
     const int32_t* mp = mesh_ptr(mesh_idx);
     if (points.is_cuda()) {
 #ifdef PAV_WITH_CUDA
+        const c10::cuda::CUDAGuard guard(points.device());
         BVHBatch batch = batch_of(t);
         void* stream = current_stream(points);
         Tensor order;
@@ -291,6 +294,7 @@ std::vector<Tensor> bvh_raycast_op(const Tensor& nodes, const Tensor& tri_verts,
     const int32_t* mp = mesh_ptr(mesh_idx);
     if (origins.is_cuda()) {
 #ifdef PAV_WITH_CUDA
+        const c10::cuda::CUDAGuard guard(origins.device());
         launch_bvh_raycast(batch_of(t), origins.data_ptr<float>(), dirs.data_ptr<float>(), mp, n,
                            face.data_ptr<int64_t>(), bary.data_ptr<float>(), t_hit.data_ptr<float>(),
                            current_stream(origins));
