@@ -166,8 +166,8 @@ std::vector<Tensor> bvh_build_op(const Tensor& verts, const Tensor& faces, int64
         int32_t count = build_bvh(vp + m * V * 3, fp, (int32_t)F, (int)max_leaf, np, tri_ids.data_ptr<int32_t>() + m * F,
                                   parents.data_ptr<int32_t>() + m * M);
         n_nodes.data_ptr<int32_t>()[m] = count;
-        refit_bvh(vp + m * V * 3, fp, count, np, tri_ids.data_ptr<int32_t>() + m * F, (int32_t)F,
-                  tri_verts.data_ptr<float>() + m * F * 9);
+        gather_tri_verts(vp + m * V * 3, fp, tri_ids.data_ptr<int32_t>() + m * F, (int32_t)F,
+                         tri_verts.data_ptr<float>() + m * F * 9);  // the build's boxes are already final
     }
     return {nodes, tri_verts, tri_ids, parents, n_nodes};
 }

@@ -285,9 +285,14 @@ int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int
     return local_count[0] + local_count[1];
 }
 
+void gather_tri_verts(const float* verts, const int32_t* faces, const int32_t* tri_ids, int32_t n_faces,
+                      float* tri_verts) {
+    for (int32_t k = 0; k < n_faces; ++k) gather_tri(verts, faces, tri_ids[k], tri_verts + 9 * (int64_t)k);
+}
+
 void refit_bvh(const float* verts, const int32_t* faces, int32_t n_nodes, BVHNode* nodes, const int32_t* tri_ids,
                int32_t n_faces, float* tri_verts) {
-    for (int32_t k = 0; k < n_faces; ++k) gather_tri(verts, faces, tri_ids[k], tri_verts + 9 * (int64_t)k);
+    gather_tri_verts(verts, faces, tri_ids, n_faces, tri_verts);
     for (int32_t i = n_nodes - 1; i >= 0; --i) {
         BVHNode& n = nodes[i];
         if (n.count < 0) continue;  // the unused slot

@@ -7,11 +7,15 @@ namespace pav {
 
 // verts [V, 3], faces [F, 3]. Writes at most 2F nodes, tri_ids [F] (leaf order) and
 // parents [2F]; returns the node count. Node bounds are final; tri_verts are not
-// written (refit_bvh gathers them).
+// written (gather_tri_verts does that).
 int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int max_leaf, BVHNode* nodes,
                   int32_t* tri_ids, int32_t* parents);
 
-// Gathers tri_verts [F, 9] for the current vertex positions and recomputes every box.
+// tri_verts [F, 9]: the corners of each leaf-ordered triangle at the current vertex positions.
+void gather_tri_verts(const float* verts, const int32_t* faces, const int32_t* tri_ids, int32_t n_faces,
+                      float* tri_verts);
+
+// Gathers tri_verts for the current vertex positions and recomputes every box.
 void refit_bvh(const float* verts, const int32_t* faces, int32_t n_nodes, BVHNode* nodes, const int32_t* tri_ids,
                int32_t n_faces, float* tri_verts);
 

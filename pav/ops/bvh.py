@@ -56,8 +56,10 @@ def _mesh_index(mesh_idx: torch.Tensor | None, n: int, n_meshes: int, device: to
         raise ValueError(f"mesh_idx must be [N] = [{n}], got shape {tuple(mesh_idx.shape)}")
     if mesh_idx.device != device:
         raise ValueError(f"mesh_idx is on {mesh_idx.device} but the BVH is on {device}")
-    if n and (int(mesh_idx.min()) < 0 or int(mesh_idx.max()) >= n_meshes):
-        raise ValueError(f"mesh_idx must lie in [0, {n_meshes}), got [{int(mesh_idx.min())}, {int(mesh_idx.max())}]")
+    if n:
+        lo, hi = (int(v) for v in torch.aminmax(mesh_idx))  # one pass, one device sync
+        if lo < 0 or hi >= n_meshes:
+            raise ValueError(f"mesh_idx must lie in [0, {n_meshes}), got [{lo}, {hi}]")
     return mesh_idx.to(torch.int32).contiguous()
 
 
