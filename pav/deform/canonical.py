@@ -1,0 +1,119 @@
+"""Canonicalization of sample points and view directions through their nearest triangle.
+
+A triangle (a, b, c) has the frame [T B N | a]: T = normalize(b - a), N = normalize((b - a) x (c - a)),
+B = N x T. A point x near posed triangle t maps to x_c = Frame_canon(t) Frame_posed(t)^-1 x (INSTA's rigid
+mapping); the affine option uses the deformation gradient of the edges and an area-scaled normal instead,
+so the point also follows the triangle's stretch. Directions use the 3x3 part and are re-normalised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..ops.bvh import MeshBVH
+
+DEFORM_MODES = ("rigid", "affine")
+
+
+def triangle_frames(tri: Tensor, mode: str = "rigid") -> Tensor:
+    """Linear part of each triangle's frame: tri [N, 3, 3] (corners a, b, c as rows) -> [N, 3, 3].
+
+    rigid: columns T, B, N (a rotation). affine: columns b - a, c - a, n / sqrt(|n|) with
+    n = (b - a) x (c - a), so the third column scales like a length.
+    """
+    if mode not in DEFORM_MODES:
+        raise ValueError(f"triangle_frames: mode must be one of {DEFORM_MODES}, got {mode!r}")
+    e1 = tri[:, 1] - tri[:, 0]  # [N, 3]
+    e2 = tri[:, 2] - tri[:, 0]
+    n = torch.cross(e1, e2, dim=-1)
+    if mode == "affine":
+        area2 = n.norm(dim=-1, keepdim=True).clamp_min(1e-20)
+        return torch.stack([e1, e2, n / area2.sqrt()], dim=-1)
+    t = e1 / e1.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    nn = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-20)
+    b = torch.cross(nn, t, dim=-1)
+    return torch.stack([t, b, nn], dim=-1)
+
+
+@dataclass
+class CanonicalSamples:
+    """Samples in canonical space; points with no triangle within reach have valid = False."""
+
+    points: Tensor  # [N, 3] canonical positions
+    dirs: Tensor | None  # [N, 3] canonical unit directions
+    face_idx: Tensor  # [N] int64, -1 where invalid
+    bary: Tensor  # [N, 3] barycentrics of the closest point on the triangle
+    uv: Tensor  # [N, 2] texture coordinates of that closest point
+    valid: Tensor  # [N] bool
+
+
+class Canonicalizer:
+    """Maps points near posed meshes (one BVH over all frames) to the canonical mesh.
+
+    canon_verts [V, 3], faces [F, 3], face_uv [F, 3, 2] (per-corner uv), mode rigid | affine.
+    outer_dist: points farther than this from the surface are dropped; inner_dist: points deeper than this
+    inside the surface are dropped too (the signed side comes from the triangle normal), so the solid interior
+    of the head never costs a field evaluation.
+    """
+
+    def __init__(self, canon_verts: Tensor, faces: Tensor, face_uv: Tensor, mode: str = "rigid",
+                 outer_dist: float = 0.06, inner_dist: float = math.inf) -> None:
+        if mode not in DEFORM_MODES:
+            raise ValueError(f"Canonicalizer: mode must be one of {DEFORM_MODES}, got {mode!r}")
+        if canon_verts.dim() != 2 or canon_verts.shape[1] != 3:
+            raise ValueError(f"Canonicalizer: canon_verts must be [V, 3], got {tuple(canon_verts.shape)}")
+        if face_uv.shape != (faces.shape[0], 3, 2):
+            raise ValueError(f"Canonicalizer: face_uv must be [F, 3, 2] = [{faces.shape[0]}, 3, 2], "
+                             f"got {tuple(face_uv.shape)}")
+        self.mode = mode
+        self.faces = faces.long()
+        self.face_uv = face_uv.float()
+        self.outer_dist = float(outer_dist)
+        self.inner_dist = float(inner_dist)
+        canon_tri = canon_verts.float()[self.faces]  # [F, 3, 3]
+        self.canon_origin = canon_tri[:, 0].contiguous()  # [F, 3]
+        self.canon_frame = triangle_frames(canon_tri, mode)  # [F, 3, 3]
+
+    def to(self, device: torch.device) -> Canonicalizer:
+        for name in ("faces", "face_uv", "canon_origin", "canon_frame"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    @torch.no_grad()
+    def __call__(self, points: Tensor, dirs: Tensor | None, posed_verts: Tensor, bvh: MeshBVH,
+                 mesh_idx: Tensor) -> CanonicalSamples:
+        """points [N, 3] (and dirs [N, 3]) near the posed meshes posed_verts [B, V, 3] held by bvh; mesh_idx [N]."""
+        n = points.shape[0]
+        if n == 0:  # an empty query would read as "every point on mesh 0"
+            empty = points.new_zeros(0)
+            return CanonicalSamples(points.new_zeros(0, 3), None if dirs is None else points.new_zeros(0, 3),
+                                    torch.zeros(0, dtype=torch.long, device=points.device), points.new_zeros(0, 3),
+                                    points.new_zeros(0, 2), empty.bool())
+        face_idx, bary, sqdist = bvh.nearest(points, mesh_idx, max_dist=self.outer_dist)
+        valid = face_idx >= 0
+        face = face_idx.clamp_min(0)
+        tri = posed_verts[mesh_idx.long()[:, None], self.faces[face]]  # [N, 3, 3]
+        posed_frame = triangle_frames(tri, self.mode)  # [N, 3, 3]
+        if math.isfinite(self.inner_dist):
+            normal = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+            closest = torch.einsum("nc,nck->nk", bary, tri)
+            inside = ((points - closest) * normal).sum(-1) < 0
+            valid &= ~(inside & (sqdist > self.inner_dist ** 2))
+        if self.mode == "rigid":
+            to_canon = self.canon_frame[face] @ posed_frame.transpose(1, 2)  # [N, 3, 3]
+        else:
+            to_canon = self.canon_frame[face] @ torch.linalg.inv_ex(posed_frame)[0]
+        local = points - tri[:, 0]
+        canon_points = self.canon_origin[face] + (to_canon @ local[:, :, None])[:, :, 0]  # [N, 3]
+        canon_dirs = None
+        if dirs is not None:
+            canon_dirs = (to_canon @ dirs[:, :, None])[:, :, 0]
+            canon_dirs = canon_dirs / canon_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        uv = torch.einsum("nc,nck->nk", bary, self.face_uv[face])  # [N, 2]
+        face_idx = torch.where(valid, face_idx, torch.full_like(face_idx, -1))
+        assert canon_points.shape == (n, 3)
+        return CanonicalSamples(canon_points, canon_dirs, face_idx, bary, uv, valid)

@@ -1,0 +1,41 @@
+"""Held-out views rendered on white and scored per appearance (PSNR, SSIM)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data.datamodule import View
+from .deform.frames import FrameSet
+from .metrics import psnr, ssim
+from .render.renderer import AvatarRenderer
+
+
+@torch.no_grad()
+def render_view(renderer: AvatarRenderer, frames: FrameSet, view: View) -> Tensor:
+    """The view's image on white [H, W, 3]."""
+    device = renderer.field.box_min.device
+    out = renderer.render_image(view.K.to(device), view.c2w.to(device), view.height, view.width, view.frame,
+                                frames, torch.ones(3, device=device))
+    return out.rgb.view(view.height, view.width, 3).clamp(0, 1).cpu()
+
+
+def score_views(renderer: AvatarRenderer, frames: FrameSet, views: list[View], appearance_names: list[str],
+                progress: bool = False) -> tuple[dict, list[tuple[View, Tensor]]]:
+    """Per-appearance and mean PSNR / SSIM of the views; also returns (view, image) pairs."""
+    from tqdm import tqdm
+
+    scores: dict[str, dict[str, list[float]]] = {n: {"psnr": [], "ssim": []} for n in appearance_names}
+    images = []
+    for view in tqdm(views, desc="held-out views", unit="view", disable=not progress):
+        image = render_view(renderer, frames, view)
+        name = appearance_names[view.appearance]
+        scores[name]["psnr"].append(psnr(image, view.rgb))
+        scores[name]["ssim"].append(ssim(image, view.rgb))
+        images.append((view, image))
+    per_app = {n: {"psnr": float(np.mean(s["psnr"])), "ssim": float(np.mean(s["ssim"])), "views": len(s["psnr"])}
+               for n, s in scores.items() if s["psnr"]}
+    mean = {"psnr": float(np.mean([v["psnr"] for v in per_app.values()])),
+            "ssim": float(np.mean([v["ssim"] for v in per_app.values()]))}
+    return {"per_appearance": per_app, "mean": mean}, images

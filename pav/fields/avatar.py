@@ -1,0 +1,112 @@
+"""The avatar's radiance field in canonical space: hash grid + MLP-D, appearance latent, MLP-O, MLP-C.
+
+Variants (ModelConfig.appearance / .offset):
+  pav           texture + offset   density s' = s + MLP-O(z, e), colour MLP-C(z, SH(d), s')
+  pav_glo       one code per appearance instead of the texture
+  pav_no_offset texture, no MLP-O
+  insta         no appearance input, no MLP-O: colour MLP-C(SH(d), s)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .appearance import AppearanceCodes, LatentTextures
+from .encoding import HashGrid
+from .mlp import MLP, sh_encode, trunc_exp
+
+APPEARANCE_KINDS = ("texture", "glo", "none")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "pav"
+    appearance: str = "texture"  # texture | glo | none
+    offset: bool = True  # MLP-O density offset from the appearance latent
+    latent_channels: int = 16
+    texture_size: int = 512
+    n_expr_cond: int = 16  # leading expression coefficients fed to MLP-D and MLP-O
+    density_dims: int = 16  # s, the density feature; density = trunc_exp(s[0])
+    hidden: int = 64
+    n_levels: int = 16
+    n_features: int = 2
+    log2_hashmap_size: int = 18
+    base_resolution: int = 16
+    finest_resolution: int = 2048
+    sh_degree: int = 4
+    hashgrid_backend: str = "auto"
+    deform: str = "rigid"  # rigid | affine
+    outer_dist: float = 0.06  # metres: samples farther outside the mesh have no density (hair fits inside)
+    inner_dist: float = 0.015  # metres: samples deeper inside the mesh have no density
+    box_margin: float = 0.07  # metres around the canonical mesh: the head box and the hash grid's box
+    density_bias: float = -1.0  # added to s[0] before trunc_exp; starts the field nearly empty
+
+
+class AvatarField(nn.Module):
+    """Density and colour of canonical samples; never sees rays, only points, directions and conditioning."""
+
+    def __init__(self, cfg: ModelConfig, n_appearances: int, box_min: Tensor, box_max: Tensor) -> None:
+        super().__init__()
+        if cfg.appearance not in APPEARANCE_KINDS:
+            raise ValueError(f"model.appearance must be one of {APPEARANCE_KINDS}, got {cfg.appearance!r}")
+        if cfg.offset and cfg.appearance == "none":
+            raise ValueError("model.offset=true needs an appearance latent (model.appearance texture or glo)")
+        self.cfg = cfg
+        self.register_buffer("box_min", box_min.float().clone())  # [3]
+        self.register_buffer("box_max", box_max.float().clone())  # [3]
+        self.encoding = HashGrid(cfg.n_levels, cfg.n_features, cfg.log2_hashmap_size, cfg.base_resolution,
+                                 cfg.finest_resolution, backend=cfg.hashgrid_backend)
+        self.mlp_density = MLP(self.encoding.n_output_dims + cfg.n_expr_cond, cfg.density_dims, cfg.hidden, 1)
+        self.latent: nn.Module | None = None
+        z_dims = 0
+        if cfg.appearance == "texture":
+            self.latent = LatentTextures(n_appearances, cfg.latent_channels, cfg.texture_size)
+            z_dims = cfg.latent_channels
+        elif cfg.appearance == "glo":
+            self.latent = AppearanceCodes(n_appearances, cfg.latent_channels)
+            z_dims = cfg.latent_channels
+        self.mlp_offset = MLP(z_dims + cfg.n_expr_cond, cfg.density_dims, cfg.hidden, 1) if cfg.offset else None
+        if self.mlp_offset is not None:  # the offset starts at zero: appearance moves density only as it learns
+            nn.init.zeros_(self.mlp_offset[-1].weight)
+            nn.init.zeros_(self.mlp_offset[-1].bias)
+        self.mlp_color = MLP(z_dims + cfg.sh_degree ** 2 + cfg.density_dims, 3, cfg.hidden, 2)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by optimiser group: 'offset' (MLP-O) and 'main' (everything else)."""
+        offset = list(self.mlp_offset.parameters()) if self.mlp_offset is not None else []
+        ids = {id(p) for p in offset}
+        return {"main": [p for p in self.parameters() if id(p) not in ids], "offset": offset}
+
+    def normalize(self, canon_points: Tensor) -> Tensor:
+        """Canonical points [N, 3] -> the hash grid's unit box."""
+        return ((canon_points - self.box_min) / (self.box_max - self.box_min)).clamp(0.0, 1.0)
+
+    def _expr(self, expr: Tensor) -> Tensor:
+        n = self.cfg.n_expr_cond
+        if expr.shape[1] >= n:
+            return expr[:, :n]
+        return torch.cat([expr, expr.new_zeros(len(expr), n - expr.shape[1])], 1)
+
+    def density(self, canon_points: Tensor, uv: Tensor, appearance: Tensor,
+                expr: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """canon_points [N, 3], uv [N, 2], appearance [N], expr [N, n_expr] -> sigma [N], s' [N, D], z [N, C]."""
+        e = self._expr(expr)
+        s = self.mlp_density(torch.cat([self.encoding(self.normalize(canon_points)), e], -1))  # [N, D]
+        z = self.latent(uv, appearance) if self.latent is not None else None
+        if self.mlp_offset is not None:
+            s = s + self.mlp_offset(torch.cat([z, e], -1))
+        sigma = trunc_exp(s[:, 0] + self.cfg.density_bias)
+        return sigma, s, z
+
+    def forward(self, canon_points: Tensor, canon_dirs: Tensor, uv: Tensor, appearance: Tensor,
+                expr: Tensor) -> tuple[Tensor, Tensor]:
+        """-> sigma [N], rgb [N, 3] in [0, 1]."""
+        sigma, s, z = self.density(canon_points, uv, appearance, expr)
+        parts = [sh_encode(canon_dirs, self.cfg.sh_degree), s]
+        if z is not None:
+            parts.insert(0, z)
+        rgb = torch.sigmoid(self.mlp_color(torch.cat(parts, -1)))
+        return sigma, rgb

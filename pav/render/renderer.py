@@ -1,0 +1,116 @@
+"""Renders rays of posed frames: march in head space -> canonicalize -> field -> composite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..deform.canonical import Canonicalizer
+from ..deform.frames import FrameSet
+from ..fields.avatar import AvatarField
+from .sampler import OccupancyGrid, march
+from .volume import RenderOutput, composite, transmittance
+
+
+@dataclass
+class RenderConfig:
+    max_samples: int = 1024  # steps across the head box's diagonal; the step length follows from it
+    grid_resolution: int = 64
+    grid_threshold: float = 0.005  # a cell is occupied where one step of its density is this opaque
+    grid_decay: float = 0.8
+    grid_update_every: int = 16  # training steps between grid refreshes
+    grid_warmup_steps: int = 256  # before this, the grid only marks cells within reach of the meshes
+    grid_frames_per_update: int = 4  # random training frames each refresh canonicalizes the cells through
+    chunk_rays: int = 8192  # rays per chunk when rendering whole images
+    min_transmittance: float = 1e-3  # samples behind this much accumulated opacity skip the full field pass
+
+
+class AvatarRenderer(nn.Module):
+    """Owns the field and the occupancy grid; draws rays of frames of a FrameSet. Knows nothing of losses."""
+
+    def __init__(self, field: AvatarField, canonicalizer: Canonicalizer, cfg: RenderConfig) -> None:
+        super().__init__()
+        self.field = field
+        self.canonicalizer = canonicalizer
+        self.cfg = cfg
+        self.grid = OccupancyGrid(field.box_min, field.box_max, cfg.grid_resolution)
+        self.step = float((field.box_max - field.box_min).norm()) / cfg.max_samples
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self.canonicalizer.to(self.field.box_min.device)  # not a module: follow the field's device
+        return out
+
+    def render_rays(self, origins: Tensor, dirs: Tensor, frame_idx: Tensor, frames: FrameSet,
+                    background: Tensor | None = None, jitter: bool = False) -> RenderOutput:
+        """World rays origins, dirs [R, 3] of frames frame_idx [R] -> RenderOutput; background [R, 3] or None."""
+        head_origins, head_dirs = frames.world_to_head(origins, dirs, frame_idx)
+        samples = march(head_origins, head_dirs, self.grid, self.step, self.cfg.max_samples, jitter)
+        sample_frame = frame_idx[samples.ray_idx]  # [M]
+        canon = self.canonicalizer(samples.points, head_dirs[samples.ray_idx], frames.posed_verts, frames.bvh,
+                                   sample_frame)
+        keep = torch.nonzero(canon.valid)[:, 0]
+        if self.cfg.min_transmittance > 0 and len(keep):
+            keep = self._visible(keep, canon, samples, sample_frame, frames, len(origins))
+        frame_of = sample_frame[keep]
+        sigma, rgb = self.field(canon.points[keep], canon.dirs[keep], canon.uv[keep], frames.appearance[frame_of],
+                                frames.expr[frame_of])
+        return composite(sigma, rgb, samples.t[keep], samples.deltas[keep], samples.ray_idx[keep], len(origins),
+                         background)
+
+    @torch.no_grad()
+    def _visible(self, keep: Tensor, canon, samples, sample_frame: Tensor, frames: FrameSet, n_rays: int) -> Tensor:
+        """The kept samples [K] still seen through the ones before them: a density-only pass, no gradient.
+
+        Samples hidden behind a saturated ray get (almost) no weight, so neither the colour network nor the
+        backward pass needs them; on a trained head that is most of the samples inside it.
+        """
+        frame_of = sample_frame[keep]
+        sigma = self.field.density(canon.points[keep], canon.uv[keep], frames.appearance[frame_of],
+                                   frames.expr[frame_of])[0]
+        trans = transmittance(sigma * samples.deltas[keep], samples.ray_idx[keep], n_rays)
+        return keep[trans > self.cfg.min_transmittance]
+
+    @torch.no_grad()
+    def head_density(self, head_points: Tensor, frame: int, frames: FrameSet) -> Tensor:
+        """Density [K] at head-space points [K, 3] under one frame; 0 where no triangle is in reach."""
+        frame_idx = torch.full((len(head_points),), frame, dtype=torch.long, device=head_points.device)
+        canon = self.canonicalizer(head_points, None, frames.posed_verts, frames.bvh, frame_idx)
+        sigma = torch.zeros(len(head_points), device=head_points.device)
+        keep = torch.nonzero(canon.valid)[:, 0]
+        if len(keep):
+            sigma[keep] = self.field.density(canon.points[keep], canon.uv[keep], frames.appearance[frame_idx[keep]],
+                                             frames.expr[frame_idx[keep]])[0]
+        return sigma
+
+    @torch.no_grad()
+    def update_grid(self, frames: FrameSet, step: int, generator: torch.Generator | None = None) -> float:
+        """Refresh the occupancy grid through a few random frames; returns the occupied fraction."""
+        cfg = self.cfg
+        picks = torch.randint(len(frames), (cfg.grid_frames_per_update,), generator=generator).tolist()
+
+        def density_fn(points: Tensor) -> Tensor:
+            return torch.stack([self.head_density(points, f, frames) for f in picks]).amax(0)
+
+        threshold = cfg.grid_threshold / self.step  # opacity of one step -> density
+        return self.grid.update(density_fn, threshold, cfg.grid_decay, reachable_only=step < cfg.grid_warmup_steps)
+
+    @torch.no_grad()
+    def render_image(self, K: Tensor, c2w: Tensor, height: int, width: int, frame: int, frames: FrameSet,
+                     background: Tensor) -> RenderOutput:
+        """Whole image of one frame: K [3, 3], c2w [4, 4], background [3] -> rgb [H*W, 3], opacity, depth."""
+        from .rays import image_pixels, pixel_rays
+
+        device = self.field.box_min.device
+        pixels = image_pixels(height, width).to(device)
+        outs = []
+        for i in range(0, len(pixels), self.cfg.chunk_rays):
+            px = pixels[i:i + self.cfg.chunk_rays]
+            n = len(px)
+            origins, dirs = pixel_rays(K[None].expand(n, 3, 3), c2w[None].expand(n, 4, 4), px)
+            frame_idx = torch.full((n,), frame, dtype=torch.long, device=device)
+            outs.append(self.render_rays(origins, dirs, frame_idx, frames, background.expand(n, 3)))
+        return RenderOutput(torch.cat([o.rgb for o in outs]), torch.cat([o.opacity for o in outs]),
+                            torch.cat([o.depth for o in outs]), torch.cat([o.weights for o in outs]))

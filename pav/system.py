@@ -1,0 +1,161 @@
+"""AvatarSystem: wires the renderer, the losses and the optimiser into Lightning, and logs. Computes nothing itself."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+
+from .deform.canonical import Canonicalizer
+from .deform.frames import FrameSet
+from .evaluation import score_views
+from .fields.avatar import AvatarField, ModelConfig
+from .losses import LossConfig, total_loss
+from .render.renderer import AvatarRenderer, RenderConfig
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2.5e-3  # hash grid, MLP-D, MLP-C, latent textures
+    lr_offset: float = 2.5e-4  # MLP-O
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    eps: float = 1e-15
+
+
+@dataclass
+class AvatarMeta:
+    """What a checkpoint needs besides weights to render: the head model, canonical mesh and appearance names."""
+
+    head_model: str
+    appearance_names: list[str]
+    canon_verts: torch.Tensor  # [V, 3]
+    faces: torch.Tensor  # [F, 3]
+    face_uv: torch.Tensor  # [F, 3, 2]
+    shape: torch.Tensor  # [n_shape]
+    n_expr: int
+    box_min: torch.Tensor  # [3]
+    box_max: torch.Tensor  # [3]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def build_renderer(model: ModelConfig, render: RenderConfig, meta: AvatarMeta) -> AvatarRenderer:
+    field_ = AvatarField(model, len(meta.appearance_names), meta.box_min, meta.box_max)
+    canonicalizer = Canonicalizer(meta.canon_verts, meta.faces, meta.face_uv, model.deform, model.outer_dist,
+                                  model.inner_dist)
+    return AvatarRenderer(field_, canonicalizer, render)
+
+
+class AvatarSystem(L.LightningModule):
+    def __init__(self, model: ModelConfig, render: RenderConfig, loss: LossConfig, optim: OptimConfig,
+                 meta: AvatarMeta, resolved_config: dict | None = None, run_dir: str | None = None) -> None:
+        super().__init__()
+        self.model_cfg, self.loss_cfg, self.optim_cfg, self.meta = model, loss, optim, meta
+        self.resolved_config = resolved_config or {}
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.renderer = build_renderer(model, render, meta)
+        self.train_seconds = 0.0  # summed over resumed runs
+        self._device_frames: dict[str, FrameSet] = {}
+        self._val_results: list = []
+
+    # ------------------------------------------------------------------ frames on the module's device
+    def frames(self, which: str) -> FrameSet:
+        dm = self.trainer.datamodule
+        source = dm.train_frames if which == "train" else dm.test_frames
+        cached = self._device_frames.get(which)
+        if cached is None or cached.posed_verts.device != self.device:
+            cached = self._device_frames[which] = source.to(self.device)
+        return cached
+
+    # ------------------------------------------------------------------ training
+    def on_train_start(self) -> None:
+        grid = self.renderer.grid
+        if int(grid.n_updates) == 0 and bool(grid.hull.all()):  # a fresh run: carve the masks' visual hull once
+            dm = self.trainer.datamodule
+            frames = self.frames("train")
+            canon = self.meta.canon_verts.to(self.device)
+            slack = (frames.posed_verts - canon).norm(dim=-1).amax(-1)  # [frames] metres
+            image_frame = dm.image_frame.to(self.device)
+            kept = grid.carve(frames.head_to_world[image_frame], dm.K.to(self.device), dm.c2w.to(self.device),
+                              dm.alphas.to(self.device), slack[image_frame])
+            print(f"[pav] occupancy grid: {kept:.1%} of the head box lies inside the masks' visual hull")
+        self._wall_start = time.time()
+        self._seconds_at_start = self.train_seconds
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        frames = self.frames("train")
+        step = self.global_step
+        if step % self.renderer.cfg.grid_update_every == 0:
+            gen = torch.Generator().manual_seed(step)  # every DDP rank refreshes through the same frames
+            occupied = self.renderer.update_grid(frames, step, gen)
+            self.log("train/grid_occupied", occupied)
+        out = self.renderer.render_rays(batch["origins"], batch["dirs"], batch["frame_idx"], frames,
+                                        batch["background"], jitter=True)
+        terms = total_loss(self.loss_cfg, out.rgb, batch["rgb"], out.depth, batch["mesh_depth"], batch["depth_mask"])
+        n_rays = len(batch["origins"])
+        self.log("train/loss", terms["total"], prog_bar=True)
+        self.log("train/loss_rgb", terms["rgb"])
+        self.log("train/loss_depth", terms["depth"])
+        self.log("train/psnr", -10.0 * torch.log10(terms["rgb"].detach().clamp_min(1e-10)), prog_bar=True)
+        self.log("train/samples_per_ray", len(out.weights) / n_rays)
+        self.train_seconds = self._seconds_at_start + time.time() - self._wall_start
+        return terms["total"]
+
+    def configure_optimizers(self):
+        groups = self.renderer.field.param_groups()
+        params = [{"params": groups["main"], "lr": self.optim_cfg.lr}]
+        if groups["offset"]:
+            params.append({"params": groups["offset"], "lr": self.optim_cfg.lr_offset})
+        return torch.optim.Adam(params, betas=tuple(self.optim_cfg.betas), eps=self.optim_cfg.eps, fused=True)
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, view, batch_idx: int) -> None:
+        scores, images = score_views(self.renderer, self.frames("test"), [view], self.meta.appearance_names)
+        self._val_results.append((view, images[0][1], scores))
+
+    def on_validation_epoch_end(self) -> None:
+        results, self._val_results = self._val_results, []
+        if not results:
+            return
+        names = self.meta.appearance_names
+        per_app: dict[str, list[tuple[float, float]]] = {}
+        for view, _, scores in results:
+            s = scores["per_appearance"][names[view.appearance]]
+            per_app.setdefault(names[view.appearance], []).append((s["psnr"], s["ssim"]))
+        for name, vals in per_app.items():
+            self.log(f"val/psnr/{name}", float(np.mean([v[0] for v in vals])))
+            self.log(f"val/ssim/{name}", float(np.mean([v[1] for v in vals])))
+        self.log("val/psnr", float(np.mean([np.mean([v[0] for v in vals]) for vals in per_app.values()])),
+                 prog_bar=True)
+        self.log("val/ssim", float(np.mean([np.mean([v[1] for v in vals]) for vals in per_app.values()])))
+        self._save_val_sheet(results)
+
+    def _save_val_sheet(self, results) -> None:
+        """One PNG per validation: rendered over truth, one column per view; also sent to the logger."""
+        if self.run_dir is None or self.trainer.sanity_checking or self.global_rank != 0:
+            return
+        cols = [torch.cat([img, view.rgb], 0) for view, img, _ in results]
+        height = max(c.shape[0] for c in cols)
+        cols = [torch.nn.functional.pad(c, (0, 0, 0, 0, 0, height - c.shape[0]), value=1.0) for c in cols]
+        sheet = (torch.cat(cols, 1).numpy() * 255 + 0.5).astype(np.uint8)
+        path = self.run_dir / "val" / f"step_{self.global_step:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(sheet).save(path)
+        log_image = getattr(self.logger, "log_image", None)
+        if log_image is not None:
+            log_image("val/renders", [str(path)], step=self.global_step)
+
+    # ------------------------------------------------------------------ checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["pav"] = {"meta": self.meta.to_dict(), "config": self.resolved_config,
+                             "train_seconds": self.train_seconds, "format": 1}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.train_seconds = float(checkpoint.get("pav", {}).get("train_seconds", 0.0))

@@ -1,0 +1,181 @@
+"""One training run: typed config, data, system, Lightning trainer, resume, final held-out metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .data.datamodule import AvatarDataModule, DataConfig
+from .evaluation import score_views
+from .fields.avatar import ModelConfig
+from .losses import LossConfig
+from .render.renderer import RenderConfig
+from .system import AvatarMeta, AvatarSystem, OptimConfig
+
+LOGGERS = ("wandb", "csv", "none")
+
+
+@dataclass
+class TrainerConfig:
+    """Keys passed to lightning.Trainer (besides `name`, the preset's name)."""
+
+    name: str = "cpu"
+    accelerator: str = "cpu"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: Any = "32-true"
+    max_steps: int = 2000
+    max_time: Any = None
+    val_check_interval: Any = 500
+    check_val_every_n_epoch: Any = None
+    log_every_n_steps: int = 10
+    limit_val_batches: Any = None
+    num_sanity_val_steps: int = 0
+    enable_progress_bar: bool = True
+    gradient_clip_val: Any = None
+    deterministic: Any = None
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    logger: str = "wandb"
+    checkpoint_every: int = 200
+
+
+def typed_config(cfg: DictConfig | dict) -> TrainConfig:
+    """Checks every key and type against TrainConfig; raises at once on a mistyped or unknown key."""
+    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
+    typed: TrainConfig = OmegaConf.to_object(merged)
+    if typed.logger not in LOGGERS:
+        raise ValueError(f"logger must be one of {LOGGERS}, got {typed.logger!r}")
+    if typed.data.root in ("???", "", None):
+        raise ValueError(f"data.root is required for data={typed.data.name} (data.root=DIR)")
+    return typed
+
+
+def make_meta(dm: AvatarDataModule, model: ModelConfig) -> AvatarMeta:
+    flame = dm.flame
+    if flame.vt is None or flame.ft is None:
+        if model.appearance == "texture":
+            raise ValueError(f"{dm.head_model}: has no uv layout, which model.appearance=texture needs "
+                             "(give the head model's uv file, or model=pav_glo)")
+        face_uv = torch.zeros(flame.num_faces, 3, 2)
+    else:
+        face_uv = flame.vt[flame.ft]
+    box_min, box_max = dm.head_box(model.box_margin)
+    return AvatarMeta(head_model=dm.head_model, appearance_names=list(dm.appearance_names),
+                      canon_verts=dm.canonical_verts(), faces=flame.faces.clone(), face_uv=face_uv.clone(),
+                      shape=torch.from_numpy(dm.collection.shape).clone(), n_expr=flame.n_expr,
+                      box_min=box_min, box_max=box_max)
+
+
+def _logger(kind: str, run_dir: Path, name: str):
+    if kind == "none":
+        return False
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(run_dir, name="logs", flush_logs_every_n_steps=20)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    from lightning.pytorch.loggers import WandbLogger
+
+    return WandbLogger(project="pav", name=name, save_dir=str(run_dir), offline=True)
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    path = run_dir / "checkpoints" / "last.ckpt"
+    return path if path.exists() else None
+
+
+def checkpoint_step(path: Path) -> int:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise RuntimeError(f"{path}: cannot be read as a checkpoint ({exc}); delete it to start over") from exc
+    return int(ckpt.get("global_step", 0))
+
+
+def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
+    """Trains (or resumes) in run_dir and returns the metrics written to run_dir/metrics.json."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    typed = typed_config(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(OmegaConf.structured(typed), resolve=True)
+    L.seed_everything(typed.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+
+    dm = AvatarDataModule(typed.data, typed.seed)
+    dm.load(typed.loss.depth_regions)  # validates the collection: a bad one stops here, before any training
+    meta = make_meta(dm, typed.model)
+    system = AvatarSystem(typed.model, typed.render, typed.loss, typed.optim, meta, resolved, str(run_dir))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+
+    resume = last_checkpoint(run_dir)
+    if resume is not None:
+        print(f"[pav] Resuming from {resume} at step {checkpoint_step(resume)}")
+    trainer_args = dict(resolved["trainer"])
+    trainer_args.pop("name")
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
+                                  every_n_train_steps=typed.checkpoint_every)
+    trainer = L.Trainer(**trainer_args, logger=_logger(typed.logger, run_dir, run_dir.name),
+                        callbacks=[checkpoints], default_root_dir=str(run_dir), enable_model_summary=False)
+    start = time.time()
+    trainer.fit(system, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(last)
+    if trainer.global_rank != 0:
+        return {}
+    return write_metrics(system, dm, typed, run_dir, last, time.time() - start)
+
+
+def write_metrics(system: AvatarSystem, dm: AvatarDataModule, typed: TrainConfig, run_dir: Path, ckpt: Path,
+                  fit_seconds: float) -> dict:
+    renderer = system.renderer.eval()
+    frames = dm.test_frames.to(system.device)
+    views = dm.heldout_views(typed.data.eval_size, typed.data.eval_views_per_appearance)
+    start = time.time()
+    scores, _ = score_views(renderer, frames, views, dm.appearance_names, progress=True)
+    metrics = {
+        **scores,
+        "steps": int(system.global_step),
+        "train_minutes": system.train_seconds / 60.0,
+        "fit_wall_minutes_this_run": fit_seconds / 60.0,
+        "eval_seconds": time.time() - start,
+        "parameters": int(sum(p.numel() for p in renderer.field.parameters())),
+        "checkpoint_mb": ckpt.stat().st_size / 1e6,
+        "model": typed.model.name,
+        "data": typed.data.name,
+        "eval_size": typed.data.eval_size or max(dm.collection.meta.image_size),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(format_metrics(metrics))
+    return metrics
+
+
+def format_metrics(metrics: dict) -> str:
+    lines = [f"| appearance | PSNR | SSIM | views |", "|---|---|---|---|"]
+    for name, s in metrics["per_appearance"].items():
+        lines.append(f"| {name} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['views']} |")
+    lines.append(f"| **mean** | **{metrics['mean']['psnr']:.2f}** | **{metrics['mean']['ssim']:.4f}** | |")
+    lines.append(f"\n{metrics['model']}: {metrics['steps']} steps, {metrics['train_minutes']:.1f} min, "
+                 f"{metrics['parameters'] / 1e6:.2f} M parameters, checkpoint {metrics['checkpoint_mb']:.1f} MB")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""Canonicalization through the nearest triangle: identity, rigid motion, barycentric transfer, culling."""
+
+import math
+
+import pytest
+import torch
+
+from pav.deform import Canonicalizer, triangle_frames
+from pav.head.flame import FLAME, axis_angle_to_matrix
+from pav.ops import MeshBVH
+
+
+@pytest.fixture(scope="module")
+def head():
+    flame = FLAME.from_file("procedural:0", n_shape=10, n_expr=10)
+    verts = flame().verts[0]
+    return flame, verts, flame.vt[flame.ft]
+
+
+def near_surface(verts, faces, n, spread, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    face = torch.randint(len(faces), (n,), generator=gen)
+    w = torch.rand(n, 3, generator=gen)
+    w = w / w.sum(-1, keepdim=True)
+    tri = verts[faces[face]]
+    return torch.einsum("nc,nck->nk", w, tri) + spread * torch.randn(n, 3, generator=gen)
+
+
+@pytest.mark.parametrize("mode", ["rigid", "affine"])
+def test_identical_meshes_map_points_to_themselves(head, mode):
+    flame, verts, face_uv = head
+    canon = Canonicalizer(verts, flame.faces, face_uv, mode=mode, outer_dist=0.05)
+    points = near_surface(verts, flame.faces, 2000, 0.01)
+    dirs = torch.nn.functional.normalize(torch.randn(2000, 3), dim=-1)
+    out = canon(points, dirs, verts[None], MeshBVH(verts[None], flame.faces), torch.zeros(2000, dtype=torch.long))
+    assert out.valid.all()
+    torch.testing.assert_close(out.points, points, atol=2e-5, rtol=0)
+    torch.testing.assert_close(out.dirs, dirs, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["rigid", "affine"])
+def test_rigid_motion_is_undone(head, mode):
+    flame, verts, face_uv = head
+    rot = axis_angle_to_matrix(torch.tensor([[0.3, -0.5, 0.2]]))[0]
+    shift = torch.tensor([0.02, -0.01, 0.05])
+    posed = verts @ rot.T + shift
+    canon = Canonicalizer(verts, flame.faces, face_uv, mode=mode, outer_dist=0.05)
+    rest_points = near_surface(verts, flame.faces, 2000, 0.01, seed=1)
+    points = rest_points @ rot.T + shift
+    dirs = torch.nn.functional.normalize(torch.randn(2000, 3), dim=-1)
+    out = canon(points, dirs @ rot.T, posed[None], MeshBVH(posed[None], flame.faces),
+                torch.zeros(2000, dtype=torch.long))
+    torch.testing.assert_close(out.points, rest_points, atol=5e-5, rtol=0)
+    torch.testing.assert_close(out.dirs, dirs, atol=5e-4, rtol=0)  # float32 frames of millimetre triangles
+
+
+def test_point_on_a_triangle_keeps_its_barycentrics(head):
+    flame, verts, face_uv = head
+    gen = torch.Generator().manual_seed(2)
+    posed = verts + 0.004 * torch.randn(verts.shape, generator=gen)  # a non-rigid deformation
+    canon = Canonicalizer(verts, flame.faces, face_uv, mode="affine", outer_dist=0.05)
+    bvh = MeshBVH(posed[None], flame.faces)
+    face = torch.randint(len(flame.faces), (500,), generator=gen)
+    w = torch.rand(500, 3, generator=gen) + 0.2
+    w = w / w.sum(-1, keepdim=True)
+    points = torch.einsum("nc,nck->nk", w, posed[flame.faces[face]])
+    out = canon(points, None, posed[None], bvh, torch.zeros(500, dtype=torch.long))
+    # on the surface the nearest triangle is the one the point lies on (or a neighbour sharing the point)
+    expected = torch.einsum("nc,nck->nk", out.bary, verts[flame.faces[out.face_idx]])
+    torch.testing.assert_close(out.points, expected, atol=2e-5, rtol=0)
+    same = out.face_idx == face
+    assert same.float().mean() > 0.95
+    torch.testing.assert_close(out.points[same], torch.einsum("nc,nck->nk", w, verts[flame.faces[face]])[same],
+                               atol=2e-5, rtol=0)
+    uv = torch.einsum("nc,nck->nk", w, face_uv[face])
+    torch.testing.assert_close(out.uv[same], uv[same], atol=1e-5, rtol=0)
+
+
+def test_far_and_deep_points_are_dropped(head):
+    flame, verts, face_uv = head
+    canon = Canonicalizer(verts, flame.faces, face_uv, outer_dist=0.02, inner_dist=0.01)
+    centre = verts.mean(0)
+    far = centre + torch.tensor([[0.0, 0.0, 0.5]])
+    deep = centre[None]  # the middle of the head: far inside the surface
+    out = canon(torch.cat([far, deep]), None, verts[None], MeshBVH(verts[None], flame.faces),
+                torch.zeros(2, dtype=torch.long))
+    assert not out.valid.any()
+    assert (out.face_idx == -1).all()
+    keep_all = Canonicalizer(verts, flame.faces, face_uv, outer_dist=0.02, inner_dist=math.inf)
+    out = keep_all(deep, None, verts[None], MeshBVH(verts[None], flame.faces), torch.zeros(1, dtype=torch.long))
+    assert out.valid.all() == (out.face_idx >= 0).all()
+
+
+def test_frames_are_rotations_or_edge_matrices():
+    tri = torch.tensor([[[0.0, 0, 0], [2.0, 0, 0], [0.0, 3.0, 0]]])
+    rigid = triangle_frames(tri, "rigid")[0]
+    torch.testing.assert_close(rigid @ rigid.T, torch.eye(3))
+    torch.testing.assert_close(rigid[:, 2], torch.tensor([0.0, 0, 1]))
+    affine = triangle_frames(tri, "affine")[0]
+    torch.testing.assert_close(affine[:, 0], torch.tensor([2.0, 0, 0]))
+    torch.testing.assert_close(affine[:, 2], torch.tensor([0.0, 0, math.sqrt(6.0)]))
+    with pytest.raises(ValueError, match="mode"):
+        triangle_frames(tri, "twisted")

@@ -1,0 +1,72 @@
+"""Volume rendering against closed forms, marching and the occupancy grid."""
+
+import math
+
+import torch
+
+from pav.render import OccupancyGrid, composite, march, pixel_rays, ray_box, scale_intrinsics
+
+
+def test_constant_density_slab_matches_closed_form():
+    sigma0, t0, t1, step = 20.0, 0.3, 0.4, 1e-4
+    n = round((t1 - t0) / step)
+    t = t0 + (torch.arange(n, dtype=torch.float64) + 0.5) * step
+    colour, background = torch.tensor([0.2, 0.6, 0.9]), torch.tensor([1.0, 0.0, 0.5])
+    out = composite(torch.full((n,), sigma0), colour.expand(n, 3), t.float(), torch.full((n,), step),
+                    torch.zeros(n, dtype=torch.long), 1, background[None])
+    opacity = 1 - math.exp(-sigma0 * (t1 - t0))
+    # depth = integral of t sigma exp(-sigma (t - t0)) over [t0, t1]
+    depth = (t0 + 1 / sigma0) - (t1 + 1 / sigma0) * math.exp(-sigma0 * (t1 - t0))
+    assert abs(float(out.opacity) - opacity) < 1e-4
+    assert abs(float(out.depth) - depth) < 1e-4
+    torch.testing.assert_close(out.rgb[0], colour * opacity + background * (1 - opacity), atol=1e-4, rtol=0)
+    assert abs(float(out.weights.sum()) - opacity) < 1e-4
+
+
+def test_rays_do_not_mix():
+    sigma = torch.tensor([1e3, 1e3, 0.0, 0.0])
+    rgb = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1, 1]])
+    out = composite(sigma, rgb, torch.tensor([1.0, 1.1, 1.0, 1.1]), torch.full((4,), 0.1),
+                    torch.tensor([0, 0, 2, 2]), 3)
+    torch.testing.assert_close(out.rgb[0], torch.tensor([1.0, 0, 0]), atol=1e-4, rtol=0)
+    assert out.opacity[1] == 0 and out.opacity[2] == 0
+    torch.testing.assert_close(out.depth[0], torch.tensor(1.0), atol=1e-4, rtol=0)
+
+
+def test_march_keeps_steps_inside_occupied_cells():
+    grid = OccupancyGrid(torch.tensor([-1.0, -1, -1]), torch.tensor([1.0, 1, 1]), resolution=4)
+    grid.occupied.zero_()
+    idx, _ = grid.cell_index(torch.tensor([[0.25, 0.25, 0.25]]))
+    grid.occupied[idx] = True  # one cell: [0, 0.5]^3
+    origins = torch.tensor([[0.25, 0.25, -3.0], [0.75, 0.75, -3.0]])
+    dirs = torch.tensor([[0.0, 0, 1], [0.0, 0, 1]])
+    samples = march(origins, dirs, grid, step=0.01, max_samples=1000, jitter=False)
+    assert (samples.ray_idx == 0).all()
+    z = samples.points[:, 2]
+    assert len(z) == 50 and float(z.min()) > 0 and float(z.max()) < 0.5
+    torch.testing.assert_close(samples.t, z + 3.0)
+
+
+def test_grid_update_marks_dense_cells():
+    grid = OccupancyGrid(torch.tensor([-1.0, -1, -1]), torch.tensor([1.0, 1, 1]), resolution=8)
+
+    def density(points):  # a ball of radius 0.5
+        return torch.where(points.norm(dim=-1) < 0.5, 100.0, 0.0)
+
+    frac = grid.update(density, threshold=1.0, decay=0.5)
+    inside = grid.is_occupied(torch.tensor([[0.1, 0.1, 0.1]]))
+    outside = grid.is_occupied(torch.tensor([[0.9, 0.9, 0.9]]))
+    assert inside.all() and not outside.any()
+    assert 0 < frac < 0.2
+
+
+def test_pixel_rays_hit_the_principal_point_straight_ahead():
+    K = torch.tensor([[100.0, 0, 31.5], [0, 100.0, 31.5], [0, 0, 1]])
+    c2w = torch.eye(4)
+    origins, dirs = pixel_rays(K[None], c2w[None], torch.tensor([[31.5, 31.5]]))
+    torch.testing.assert_close(dirs[0], torch.tensor([0.0, 0, 1]))
+    half = scale_intrinsics(K, 0.5)
+    assert float(half[0, 2]) == 15.5 and float(half[0, 0]) == 50.0
+    near, far = ray_box(torch.tensor([[0.0, 0, -2]]), torch.tensor([[0.0, 0, 1]]),
+                        torch.tensor([-1.0, -1, -1]), torch.tensor([1.0, 1, 1]))
+    assert float(near) == 1.0 and float(far) == 3.0

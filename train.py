@@ -1,0 +1,16 @@
+"""`python train.py [data=...] [model=...] [trainer=...] [key=value ...]`: train one avatar for all appearances."""
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    from pav.training import run
+
+    run(cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    main()
