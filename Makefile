@@ -11,9 +11,12 @@ install:
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==$(TORCH_VERSION)
 	$(PY) -m pip install -e '.[dev]'
 
-demo: install
-	$(PY) -m pav.synthetic out=$(DEMO_DIR)/collection
-	$(PY) -m pav.data.summary $(DEMO_DIR)/collection
+# Generates data/synthetic when it is missing, trains (resuming if interrupted), renders each appearance's
+# held-out frames to runs/demo/videos/*.mp4 and prints the held-out metrics.
+demo: install ext
+	$(PY) train.py hydra.run.dir=$(DEMO_DIR)
+	$(PY) -m pav.heldout ckpt=$(DEMO_DIR)/checkpoints/last.ckpt size=128
+	$(PY) -m pav.report $(DEMO_DIR)
 
 # Builds the native extension pav._C up front (ops would build it on first use anyway).
 ext: install
@@ -21,6 +24,7 @@ ext: install
 
 bench: ext
 	$(PY) bench/ops.py
+	$(PY) bench/train_step.py
 
 lint:
 	$(PY) -m ruff check .

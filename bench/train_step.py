@@ -2,6 +2,8 @@
 
 Prints a table: marching, canonicalization, fields (forward), compositing + loss, backward, optimiser, grid
 refresh (amortised), with steps/s and samples/s. Defaults: the default synthetic collection, trainer=cpu.
+`ckpt=PATH` (first argument) starts from a trained run's weights and occupancy grid, so the samples per ray
+are those of training after warm-up; without it the grid only knows the masks' hull and the meshes' reach.
 """
 
 from __future__ import annotations
@@ -23,21 +25,31 @@ CONFIGS = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "confi
 
 
 def main(argv: list[str]) -> None:
+    ckpt = None
+    if argv and argv[0].startswith("ckpt="):
+        ckpt, argv = argv[0][5:], argv[1:]
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose("train", overrides=argv)
     t = typed_config(cfg)
     dm = AvatarDataModule(t.data, t.seed)
     dm.load(t.loss.depth_regions)
     dm.setup("fit")
-    system = AvatarSystem(t.model, t.render, t.loss, t.optim, make_meta(dm, t.model))
+    meta = make_meta(dm, t.model)
+    system = AvatarSystem(t.model, t.render, t.loss, t.optim, meta)
     r = system.renderer
     frames = dm.train_frames
     opt = system.configure_optimizers()
     data = dm.train_dataloader().dataset
     gen = torch.Generator().manual_seed(0)
-    # a trained-looking grid: warm-up marks cells within reach, then a few refreshes after some steps
-    r.update_grid(frames, 0)
-    stages = {k: 0.0 for k in ("batch", "march", "canonicalize", "fields", "composite+loss", "backward",
+    if ckpt:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        r.load_state_dict({k[len("renderer."):]: v for k, v in state.items() if k.startswith("renderer.")})
+    else:
+        r.grid.carve(frames.head_to_world[dm.image_frame], dm.K, dm.c2w, dm.alphas,
+                     (frames.posed_verts - meta.canon_verts).norm(dim=-1).amax(-1)[dm.image_frame],
+                     frames.appearance[dm.image_frame])
+        r.update_grid(frames, 0)
+    stages = {k: 0.0 for k in ("batch", "march", "canonicalize + visibility", "fields", "composite+loss", "backward",
                                 "optimizer", "grid (amortised)")}
     n_steps, warm, samples = 12, 2, 0
     for i in range(n_steps + warm):
@@ -51,32 +63,36 @@ def main(argv: list[str]) -> None:
         sf = b["frame_idx"][s.ray_idx]
         canon = r.canonicalizer(s.points, hd[s.ray_idx], frames.posed_verts, frames.bvh, sf)
         keep = torch.nonzero(canon.valid)[:, 0]
+        keep = r._visible(keep, canon, s, sf, frames, len(ho))  # the density-only pass, as training does
         t3 = clock()
         fk = sf[keep]
         sigma, rgb = r.field(canon.points[keep], canon.dirs[keep], canon.uv[keep], frames.appearance[fk],
                              frames.expr[fk])
         t4 = clock()
         out = composite(sigma, rgb, s.t[keep], s.deltas[keep], s.ray_idx[keep], len(ho), b["background"])
-        loss = total_loss(t.loss, out.rgb, b["rgb"], out.depth, b["mesh_depth"], b["depth_mask"])["total"]
+        loss = total_loss(t.loss, out.rgb, b["rgb"], out.depth, b["mesh_depth"], b["depth_mask"], out.opacity,
+                          b["alpha"])["total"]
         t5 = clock()
         opt.zero_grad()
         loss.backward()
         t6 = clock()
         opt.step()
         t7 = clock()
-        if i == warm:
+        if i == warm:  # one refresh as training does it (after warm-up when a trained grid was loaded)
             t8 = clock()
-            r.update_grid(frames, 10**6)
+            r.update_grid(frames, 10**6 if ckpt else 0)
             grid_time = (clock() - t8) / t.render.grid_update_every
         if i >= warm:
-            for k, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
+            for k, dt in zip(list(stages)[:7], (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6),
+                             strict=True):
                 stages[k] += dt
-            samples += len(keep)
+            samples += len(out.weights)
     stages = {k: v / n_steps for k, v in stages.items()}
     stages["grid (amortised)"] = grid_time
     total = sum(stages.values())
     rays = t.data.rays_per_batch
-    print(f"\ntraining step, {rays} rays, {samples / n_steps / rays:.1f} field samples per ray, "
+    print(f"\ntraining step, {rays} rays, {samples / n_steps / rays:.1f} field samples per ray "
+          f"({'trained grid from ' + ckpt if ckpt else 'fresh grid'}), "
           f"{torch.get_num_threads()} threads, model={t.model.name}")
     print("| stage | ms | share |\n|---|---|---|")
     for k, v in stages.items():

@@ -84,7 +84,7 @@ class AvatarSystem(L.LightningModule):
             slack = (frames.posed_verts - canon).norm(dim=-1).amax(-1)  # [frames] metres
             image_frame = dm.image_frame.to(self.device)
             kept = grid.carve(frames.head_to_world[image_frame], dm.K.to(self.device), dm.c2w.to(self.device),
-                              dm.alphas.to(self.device), slack[image_frame])
+                              dm.alphas.to(self.device), slack[image_frame], frames.appearance[image_frame])
             print(f"[pav] occupancy grid: {kept:.1%} of the head box lies inside the masks' visual hull")
         self._wall_start = time.time()
         self._seconds_at_start = self.train_seconds
@@ -98,11 +98,13 @@ class AvatarSystem(L.LightningModule):
             self.log("train/grid_occupied", occupied)
         out = self.renderer.render_rays(batch["origins"], batch["dirs"], batch["frame_idx"], frames,
                                         batch["background"], jitter=True)
-        terms = total_loss(self.loss_cfg, out.rgb, batch["rgb"], out.depth, batch["mesh_depth"], batch["depth_mask"])
+        terms = total_loss(self.loss_cfg, out.rgb, batch["rgb"], out.depth, batch["mesh_depth"], batch["depth_mask"],
+                           out.opacity, batch["alpha"])
         n_rays = len(batch["origins"])
         self.log("train/loss", terms["total"], prog_bar=True)
         self.log("train/loss_rgb", terms["rgb"])
         self.log("train/loss_depth", terms["depth"])
+        self.log("train/loss_alpha", terms["alpha"])
         self.log("train/psnr", -10.0 * torch.log10(terms["rgb"].detach().clamp_min(1e-10)), prog_bar=True)
         self.log("train/samples_per_ray", len(out.weights) / n_rays)
         self.train_seconds = self._seconds_at_start + time.time() - self._wall_start

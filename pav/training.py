@@ -137,7 +137,8 @@ def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                                   every_n_train_steps=typed.checkpoint_every)
     trainer = L.Trainer(**trainer_args, logger=_logger(typed.logger, run_dir, run_dir.name),
-                        callbacks=[checkpoints], default_root_dir=str(run_dir), enable_model_summary=False)
+                        callbacks=[checkpoints], default_root_dir=str(run_dir), enable_model_summary=False,
+                        use_distributed_sampler=False)  # every rank renders all validation views: same numbers
     start = time.time()
     trainer.fit(system, datamodule=dm, ckpt_path=str(resume) if resume else None)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -172,7 +173,7 @@ def write_metrics(system: AvatarSystem, dm: AvatarDataModule, typed: TrainConfig
 
 
 def format_metrics(metrics: dict) -> str:
-    lines = [f"| appearance | PSNR | SSIM | views |", "|---|---|---|---|"]
+    lines = ["| appearance | PSNR | SSIM | views |", "|---|---|---|---|"]
     for name, s in metrics["per_appearance"].items():
         lines.append(f"| {name} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['views']} |")
     lines.append(f"| **mean** | **{metrics['mean']['psnr']:.2f}** | **{metrics['mean']['ssim']:.4f}** | |")

@@ -27,3 +27,12 @@ def test_depth_gradient_reaches_only_masked_rays():
     pred = torch.tensor([1.0, 2.0], requires_grad=True)
     loss_depth(pred, torch.zeros(2), torch.tensor([True, False])).backward()
     assert pred.grad[0] != 0 and pred.grad[1] == 0
+
+
+def test_alpha_term_joins_only_when_given():
+    pred, target = torch.zeros(2, 3), torch.zeros(2, 3)
+    depth, mask = torch.zeros(2), torch.zeros(2, dtype=torch.bool)
+    cfg = LossConfig(lambda_rgb=1.0, lambda_depth=1.0, lambda_alpha=4.0)
+    opacity, alpha = torch.tensor([1.0, 0.5]), torch.tensor([1.0, 0.0])
+    assert float(total_loss(cfg, pred, target, depth, depth, mask, opacity, alpha)["total"]) == 4.0 * 0.25
+    assert "alpha" not in total_loss(cfg, pred, target, depth, depth, mask)

@@ -1,6 +1,6 @@
 """Observation space -> canonical space through the nearest triangle of the posed head mesh."""
 
-from .canonical import CanonicalSamples, Canonicalizer, triangle_frames
+from .canonical import Canonicalizer, CanonicalSamples, triangle_frames
 from .frames import FrameSet, head_transforms
 
 __all__ = ["CanonicalSamples", "Canonicalizer", "FrameSet", "head_transforms", "triangle_frames"]

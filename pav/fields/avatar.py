@@ -69,9 +69,6 @@ class AvatarField(nn.Module):
             self.latent = AppearanceCodes(n_appearances, cfg.latent_channels)
             z_dims = cfg.latent_channels
         self.mlp_offset = MLP(z_dims + cfg.n_expr_cond, cfg.density_dims, cfg.hidden, 1) if cfg.offset else None
-        if self.mlp_offset is not None:  # the offset starts at zero: appearance moves density only as it learns
-            nn.init.zeros_(self.mlp_offset[-1].weight)
-            nn.init.zeros_(self.mlp_offset[-1].bias)
         self.mlp_color = MLP(z_dims + cfg.sh_degree ** 2 + cfg.density_dims, 3, cfg.hidden, 2)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -18,9 +18,9 @@ from .volume import RenderOutput, composite, transmittance
 class RenderConfig:
     max_samples: int = 1024  # steps across the head box's diagonal; the step length follows from it
     grid_resolution: int = 64
-    grid_threshold: float = 0.005  # a cell is occupied where one step of its density is this opaque
-    grid_decay: float = 0.8
-    grid_update_every: int = 16  # training steps between grid refreshes
+    grid_threshold: float = 0.003  # a cell is occupied where one step of its density is this opaque
+    grid_decay: float = 0.9
+    grid_update_every: int = 8  # training steps between grid refreshes
     grid_warmup_steps: int = 256  # before this, the grid only marks cells within reach of the meshes
     grid_frames_per_update: int = 4  # random training frames each refresh canonicalizes the cells through
     chunk_rays: int = 8192  # rays per chunk when rendering whole images
@@ -91,8 +91,9 @@ class AvatarRenderer(nn.Module):
         cfg = self.cfg
         picks = torch.randint(len(frames), (cfg.grid_frames_per_update,), generator=generator).tolist()
 
-        def density_fn(points: Tensor) -> Tensor:
-            return torch.stack([self.head_density(points, f, frames) for f in picks]).amax(0)
+        def density_fn(cells: Tensor) -> Tensor:  # a fresh random point of each cell per frame: thin shells show
+            return torch.stack([self.head_density(self.grid.cell_points(cells, generator=generator), f, frames)
+                                for f in picks]).amax(0)
 
         threshold = cfg.grid_threshold / self.step  # opacity of one step -> density
         return self.grid.update(density_fn, threshold, cfg.grid_decay, reachable_only=step < cfg.grid_warmup_steps)

@@ -31,19 +31,21 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def carve(self, head_to_world: Tensor, K: Tensor, c2w: Tensor, alphas: Tensor, slack: Tensor,
-              chunk: int = 1 << 21) -> float:
-        """Clears the cells that some view sees as background: the masks' visual hull, kept for good.
+              group: Tensor) -> float:
+        """Clears the cells outside the masks' visual hull of every appearance, for good.
 
         head_to_world [N, 4, 4] of each image's frame, K [N, 3, 3], c2w [N, 4, 4], alphas [N, H, W] (uint8),
         slack [N] metres: how far that frame's mesh strays from the canonical one (jaw, neck), so a cell empty
-        in one frame but reached in another is kept. Masks grow by the cell's footprint plus the slack.
-        Returns the fraction of cells kept.
+        in one frame but reached in another is kept; group [N]: the image's appearance. A cell stays when, for
+        some appearance, no view of it sees the cell as background (a bald appearance must not carve another's
+        hair). Masks grow by the cell's footprint plus the slack. Returns the fraction of cells kept.
         """
         n_img, height, width = alphas.shape
         cells = torch.arange(self.resolution ** 3, device=self.box_min.device)
         centres = self.cell_points(cells, jitter=False).double()  # [C, 3]
         half_diag = float((self.box_max - self.box_min).norm()) / self.resolution / 2
-        keep = torch.ones(len(cells), dtype=torch.bool, device=centres.device)
+        groups = group.tolist()
+        keep = {g: torch.ones(len(cells), dtype=torch.bool, device=centres.device) for g in set(groups)}
         for i in range(n_img):
             world_to_cam = torch.linalg.inv(c2w[i].double()) @ head_to_world[i].double()  # [4, 4]
             cam = centres @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]  # [C, 3]
@@ -56,8 +58,8 @@ class OccupancyGrid(nn.Module):
             to_fg = torch.from_numpy(distance_transform_edt(alphas[i].cpu().numpy() <= 5)).to(centres)
             reach = k[0, 0] * (half_diag + float(slack[i])) / depth + 1.0
             fg = to_fg[row.round().long().clamp(0, height - 1), col.round().long().clamp(0, width - 1)] <= reach
-            keep &= fg | ~seen  # out of view: this image says nothing
-        self.hull.copy_(keep)
+            keep[groups[i]] &= fg | ~seen  # out of view: this image says nothing
+        self.hull.copy_(torch.stack(list(keep.values())).any(0))
         self.occupied &= self.hull
         return float(self.hull.float().mean())
 
@@ -73,24 +75,25 @@ class OccupancyGrid(nn.Module):
         idx, inside = self.cell_index(points)
         return self.occupied[idx] & inside
 
-    def cell_points(self, cells: Tensor, jitter: bool = True) -> Tensor:
+    def cell_points(self, cells: Tensor, jitter: bool = True, generator: torch.Generator | None = None) -> Tensor:
         """A point in each of the flat cells [K] -> [K, 3] (uniform inside the cell, or its centre)."""
         r = self.resolution
         ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], -1).float()
-        offset = torch.rand_like(ijk) if jitter else torch.full_like(ijk, 0.5)
+        offset = (torch.rand(ijk.shape, generator=generator).to(ijk) if jitter else torch.full_like(ijk, 0.5))
         return self.box_min + (ijk + offset) / r * (self.box_max - self.box_min)
 
     @torch.no_grad()
     def update(self, density_fn: Callable[[Tensor], Tensor], threshold: float, decay: float = 0.95,
                reachable_only: bool = False, chunk: int = 1 << 18) -> float:
-        """Refresh the grid from density_fn(points [K, 3]) -> sigma [K] (0 where out of reach).
+        """Refresh the grid from density_fn(cells [K]) -> sigma [K], the density somewhere in each cell (0 where
+        out of reach; see cell_points).
 
         reachable_only: mark every cell with any density (warm-up, before the field has learned anything).
         Returns the occupied fraction.
         """
         n = self.resolution ** 3
         cells = torch.arange(n, device=self.density.device)
-        fresh = torch.cat([density_fn(self.cell_points(cells[i:i + chunk])) for i in range(0, n, chunk)])
+        fresh = torch.cat([density_fn(cells[i:i + chunk]) for i in range(0, n, chunk)])
         self.density.copy_(torch.maximum(self.density * decay, fresh))
         if reachable_only:
             self.occupied.copy_((self.density > 0) & self.hull)

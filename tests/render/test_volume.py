@@ -50,8 +50,8 @@ def test_march_keeps_steps_inside_occupied_cells():
 def test_grid_update_marks_dense_cells():
     grid = OccupancyGrid(torch.tensor([-1.0, -1, -1]), torch.tensor([1.0, 1, 1]), resolution=8)
 
-    def density(points):  # a ball of radius 0.5
-        return torch.where(points.norm(dim=-1) < 0.5, 100.0, 0.0)
+    def density(cells):  # a ball of radius 0.5
+        return torch.where(grid.cell_points(cells).norm(dim=-1) < 0.5, 100.0, 0.0)
 
     frac = grid.update(density, threshold=1.0, decay=0.5)
     inside = grid.is_occupied(torch.tensor([[0.1, 0.1, 0.1]]))
@@ -70,3 +70,26 @@ def test_pixel_rays_hit_the_principal_point_straight_ahead():
     near, far = ray_box(torch.tensor([[0.0, 0, -2]]), torch.tensor([[0.0, 0, 1]]),
                         torch.tensor([-1.0, -1, -1]), torch.tensor([1.0, 1, 1]))
     assert float(near) == 1.0 and float(far) == 3.0
+
+
+def test_carving_keeps_what_any_appearance_shows():
+    grid = OccupancyGrid(torch.tensor([-0.5, -0.5, -0.5]), torch.tensor([0.5, 0.5, 0.5]), resolution=32)
+    K = torch.tensor([[100.0, 0, 63.5], [0, 100.0, 63.5], [0, 0, 1]])
+    c2w = torch.eye(4)
+    c2w[2, 3] = -3.0  # looking down +z at the box from 3 m
+    small = torch.zeros(128, 128, dtype=torch.uint8)
+    small[61:67, 61:67] = 255  # appearance 0: a thin column through the centre
+    big = torch.zeros(128, 128, dtype=torch.uint8)
+    big[54:74, 54:74] = 255  # appearance 1: a wider one
+    images = torch.stack([small, big])
+    poses = (torch.eye(4).repeat(2, 1, 1), K.repeat(2, 1, 1), c2w.repeat(2, 1, 1), images, torch.zeros(2))
+    kept = grid.carve(*poses, torch.tensor([0, 1]))
+    # inside appearance 1's column: kept although appearance 0 sees background there
+    assert grid.is_occupied(torch.tensor([[0.2, 0.2, 0.0]])).all()
+    assert not grid.is_occupied(torch.tensor([[0.45, 0.45, 0.0]])).any()
+    assert 0 < kept < 1
+    grid.hull.fill_(True)
+    grid.occupied.fill_(True)
+    grid.carve(*poses, torch.tensor([0, 0]))  # one appearance: the narrower view carves
+    assert not grid.is_occupied(torch.tensor([[0.2, 0.2, 0.0]])).any()
+    assert grid.is_occupied(torch.tensor([[0.0, 0.0, 0.0]])).all()

@@ -136,3 +136,19 @@ def test_missing_frame_stops_before_training(tiny_collection, tmp_path):
     with pytest.raises(CollectionError, match=victim.name):
         run(config(f"data.root={root}"), tmp_path / "run_missing")
     assert not (tmp_path / "run_missing" / "checkpoints").exists()
+
+
+def test_ddp_with_two_gloo_processes(tiny_collection, tmp_path):
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, str(REPO / "train.py"), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+           "trainer.max_steps=6", "trainer.val_check_interval=6", "data.rays_per_batch=128", "data.val_size=32",
+           "data.val_views_per_appearance=1", "data.eval_views_per_appearance=1", "data.eval_size=32",
+           "model.log2_hashmap_size=12", "model.texture_size=32", "render.max_samples=128",
+           "render.grid_resolution=16", "render.grid_warmup_steps=2", "logger=csv", f"data.root={tiny_collection}",
+           f"hydra.run.dir={run_dir}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "distributed_backend=gloo" in out.stdout + out.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 6

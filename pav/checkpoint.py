@@ -1,0 +1,34 @@
+"""Loading a trained avatar from its self-contained checkpoint (weights, head model, canonical mesh, names)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from .render.renderer import AvatarRenderer
+from .system import AvatarMeta, build_renderer
+
+
+def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[AvatarRenderer, AvatarMeta, dict]:
+    """-> renderer (eval mode, on device), meta, resolved training config."""
+    from .training import typed_config
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file gets one clear message
+        raise ValueError(f"{path}: cannot be read as a checkpoint ({exc})") from exc
+    if "pav" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a pav checkpoint (no 'pav' section)")
+    config = ckpt["pav"]["config"]
+    typed = typed_config(OmegaConf.create(config))
+    meta = AvatarMeta(**ckpt["pav"]["meta"])
+    renderer = build_renderer(typed.model, typed.render, meta)
+    prefix = "renderer."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    renderer.load_state_dict(state)
+    return renderer.to(device).eval(), meta, config
