@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ..deform.canonical import Canonicalizer
 from ..deform.frames import FrameSet
 from ..fields.avatar import AvatarField
+from .rays import image_pixels, pixel_rays
 from .sampler import OccupancyGrid, march
 from .volume import RenderOutput, composite, transmittance
 
@@ -102,8 +103,6 @@ class AvatarRenderer(nn.Module):
     def render_image(self, K: Tensor, c2w: Tensor, height: int, width: int, frame: int, frames: FrameSet,
                      background: Tensor) -> RenderOutput:
         """Whole image of one frame: K [3, 3], c2w [4, 4], background [3] -> rgb [H*W, 3], opacity, depth."""
-        from .rays import image_pixels, pixel_rays
-
         device = self.field.box_min.device
         pixels = image_pixels(height, width).to(device)
         outs = []

@@ -13,6 +13,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from pav.checkpoint import load_avatar
 from pav.data.collection import CollectionError
 from pav.data.datamodule import AvatarDataModule
 from pav.system import AvatarSystem
@@ -51,7 +52,8 @@ def test_three_cpu_steps_lower_the_loss(tiny_collection):
         value.backward()
         opt.step()
         losses.append(float(value))
-    assert float(loss()) < losses[0] * 0.9, losses
+    losses.append(float(loss()))
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses  # every step helps this batch
 
 
 def test_mistyped_key_fails_at_start():
@@ -109,6 +111,10 @@ def test_resume_after_kill_continues_at_the_saved_step(tiny_collection, tmp_path
     assert pav["meta"]["appearance_names"] == ["short_dark", "long_auburn"]
     assert pav["meta"]["head_model"] == "procedural:0"
     assert pav["config"]["model"]["name"] == "pav"
+    # the checkpoint alone rebuilds the renderer: no collection, no config file
+    renderer, meta, _ = load_avatar(last)
+    assert meta.appearance_names == ["short_dark", "long_auburn"]
+    torch.testing.assert_close(renderer.grid.occupied, final["state_dict"]["renderer.grid.occupied"])
 
 
 def _copy(src: Path, dst: Path) -> Path:
