@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from .data.datamodule import AvatarDataModule, DataConfig
@@ -57,9 +58,15 @@ class TrainConfig:
     checkpoint_every: int = 200
 
 
+# Hydra composes train.yaml onto this schema: every key of every dataclass can be overridden on the
+# command line, and a key that is not in the schema fails while composing.
+ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
 def typed_config(cfg: DictConfig | dict) -> TrainConfig:
     """Checks every key and type against TrainConfig; raises at once on a mistyped or unknown key."""
-    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
+    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)) if isinstance(cfg, DictConfig) else cfg
+    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), plain)  # plain keys: an extra one raises
     typed: TrainConfig = OmegaConf.to_object(merged)
     if typed.logger not in LOGGERS:
         raise ValueError(f"logger must be one of {LOGGERS}, got {typed.logger!r}")

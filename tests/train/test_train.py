@@ -58,7 +58,9 @@ def test_three_cpu_steps_lower_the_loss(tiny_collection):
 
 def test_mistyped_key_fails_at_start():
     with pytest.raises(Exception, match="lamda_rgb"):
-        typed_config(config("+loss.lamda_rgb=3"))
+        config("loss.lamda_rgb=3")  # Hydra refuses while composing
+    with pytest.raises(Exception, match="lamda_rgb"):
+        typed_config(config("+loss.lamda_rgb=3"))  # even when forced in with +
     with pytest.raises(ValueError, match="data.root"):
         typed_config(config("data=vidcol"))
 
