@@ -67,6 +67,8 @@ def typed_config(cfg: DictConfig | dict) -> TrainConfig:
     """Checks every key and type against TrainConfig; raises at once on a mistyped or unknown key."""
     plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)) if isinstance(cfg, DictConfig) else cfg
     merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), plain)  # plain keys: an extra one raises
+    if OmegaConf.is_missing(merged.data, "root"):
+        raise ValueError(f"data.root is required for data={merged.data.name} (data.root=DIR)")
     typed: TrainConfig = OmegaConf.to_object(merged)
     if typed.logger not in LOGGERS:
         raise ValueError(f"logger must be one of {LOGGERS}, got {typed.logger!r}")
