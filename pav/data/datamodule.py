@@ -1,0 +1,238 @@
+"""Ray batches for training and whole views for validation, read from a collection.
+
+Every training image is held in memory as uint8; a batch draws rays from many views at once, a fraction of
+them from foreground pixels. Frames are posed once (head-space meshes, one BVH over all of them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import MISSING
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+from tqdm import tqdm
+
+from ..deform.frames import FrameSet
+from ..head.flame import FLAME
+from ..render.rays import pixel_rays, scale_intrinsics
+from .collection import Collection
+
+
+@dataclass
+class SyntheticSpec:
+    appearances: int = 5
+    frames: int = 100
+    size: int = 256
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"
+    root: str = MISSING  # data/synthetic.yaml sets data/synthetic; vidcol and renderme need data.root=DIR
+    generate: SyntheticSpec | None = None  # synthetic only: written to root when it is missing
+    rays_per_batch: int = 2048
+    fg_fraction: float = 0.6  # share of rays drawn from pixels with alpha > 0.5; the rest are uniform
+    val_size: int = 128  # longest side of validation renders
+    val_views_per_appearance: int = 2
+    eval_views_per_appearance: int = 0  # held-out views per appearance for metrics.json; 0 = all
+    eval_size: int = 0  # longest side for metrics.json renders; 0 = the collection's size
+    verify_images: str = "full"  # full | header | none, as Collection.open
+    head_model: str | None = None  # overrides collection.json's head_model (the licensed FLAME files' path)
+
+
+@dataclass
+class View:
+    """One held-out image: its frame in the held-out FrameSet, camera and target composited on white."""
+
+    appearance: int
+    frame: int
+    K: Tensor  # [3, 3] at the view's size
+    c2w: Tensor  # [4, 4]
+    height: int
+    width: int
+    rgb: Tensor  # [H, W, 3] on white
+    alpha: Tensor  # [H, W]
+    name: str  # "<appearance>/<cam>/<frame id>"
+
+
+def _frame_table(collection: Collection, which: str) -> list[tuple[int, int, int]]:
+    """(appearance index, flame position, frame id) of the split's frames, in collection order."""
+    rows = []
+    for a, app in enumerate(collection):
+        for fid in getattr(app.split, which):
+            rows.append((a, app.flame.index_of(fid), fid))
+    return rows
+
+
+def build_frames(collection: Collection, flame: FLAME, rows: list[tuple[int, int, int]]) -> FrameSet:
+    apps = list(collection)
+
+    def pick(attr: str) -> Tensor:  # one FLAME field, stacked over the rows
+        return torch.from_numpy(np.stack([getattr(apps[a].flame, attr)[i] for a, i, _ in rows]))
+
+    return FrameSet.build(flame, torch.from_numpy(collection.shape), pick("expr"), pick("rotations"),
+                          pick("transl"), torch.tensor([a for a, _, _ in rows]))
+
+
+class RayBatches(IterableDataset):
+    """Endless random ray batches; each rank draws its own stream."""
+
+    def __init__(self, images: Tensor, alphas: Tensor, image_frame: Tensor, K: Tensor, c2w: Tensor,
+                 frames: FrameSet, depth_faces: Tensor, cfg: DataConfig, seed: int) -> None:
+        self.images, self.alphas = images, alphas  # [N, H, W, 3] uint8, [N, H, W] uint8
+        self.image_frame, self.K, self.c2w = image_frame, K, c2w  # [N], [N, 3, 3], [N, 4, 4]
+        self.frames, self.depth_faces, self.cfg, self.seed = frames, depth_faces, cfg, seed
+        self.fg_pixels = torch.nonzero(alphas.reshape(-1) > 127)[:, 0]  # flat indices into [N, H, W]
+
+    def batch(self, gen: torch.Generator) -> dict[str, Tensor]:
+        n_img, height, width = self.alphas.shape
+        n = self.cfg.rays_per_batch
+        n_fg = int(round(n * self.cfg.fg_fraction)) if len(self.fg_pixels) else 0
+        flat = torch.cat([self.fg_pixels[torch.randint(len(self.fg_pixels), (n_fg,), generator=gen)],
+                          torch.randint(n_img * height * width, (n - n_fg,), generator=gen)])
+        img, pix = flat // (height * width), flat % (height * width)
+        row, col = pix // width, pix % width
+        rgb = self.images[img, row, col].float() / 255.0  # [R, 3]
+        alpha = self.alphas[img, row, col].float() / 255.0  # [R]
+        background = torch.rand(n, 3, generator=gen)
+        target = rgb * alpha[:, None] + background * (1.0 - alpha[:, None])
+        frame_idx = self.image_frame[img]
+        origins, dirs = pixel_rays(self.K[img], self.c2w[img], torch.stack([col, row], -1).float())
+        head_o, head_d = self.frames.world_to_head(origins, dirs, frame_idx)
+        t, face, _ = self.frames.bvh.raycast(head_o, head_d, frame_idx)
+        depth_mask = (face >= 0) & self.depth_faces[face.clamp_min(0)] & (alpha > 0.5)
+        return {"origins": origins, "dirs": dirs, "frame_idx": frame_idx, "rgb": target, "alpha": alpha,
+                "background": background, "mesh_depth": torch.where(depth_mask, t, torch.zeros_like(t)),
+                "depth_mask": depth_mask}
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        gen = torch.Generator().manual_seed(self.seed * 1000 + rank * 100 + (info.id if info else 0))
+        while True:
+            yield self.batch(gen)
+
+
+class AvatarDataModule(L.LightningDataModule):
+    def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.seed = seed
+        self.collection: Collection | None = None
+
+    # ------------------------------------------------------------------ collection, frames, images
+    def load(self, depth_regions: list[str] | None = None) -> None:
+        """Opens (and checks) the collection and poses every frame; idempotent."""
+        if self.collection is not None:
+            return
+        cfg = self.cfg
+        root = Path(cfg.root)
+        if not (root / "collection.json").exists() and cfg.generate is not None:
+            from ..synthetic.generate import SyntheticConfig, generate
+
+            print(f"[pav] no collection at {root}: generating the synthetic one")
+            generate(SyntheticConfig(out=str(root), appearances=cfg.generate.appearances,
+                                     frames=cfg.generate.frames, size=cfg.generate.size, seed=cfg.generate.seed))
+        self.collection = Collection.open(root, verify_images=cfg.verify_images)
+        meta = self.collection.meta
+        self.head_model = cfg.head_model or meta.head_model
+        self.flame = FLAME.from_file(self.head_model, n_shape=meta.n_shape, n_expr=meta.n_expr)
+        self.appearance_names = meta.appearance_names
+        self.train_rows = _frame_table(self.collection, "train")
+        self.test_rows = _frame_table(self.collection, "test")
+        self.train_frames = build_frames(self.collection, self.flame, self.train_rows)
+        self.test_frames = build_frames(self.collection, self.flame, self.test_rows)
+        self.depth_faces = self._depth_faces(depth_regions or ["face"])
+        self._images_loaded = False
+
+    def _depth_faces(self, regions: list[str]) -> Tensor:
+        """[F] bool: the faces whose rays get the depth loss."""
+        flame = self.flame
+        if flame.face_region is None:
+            return torch.ones(flame.num_faces, dtype=torch.bool)
+        unknown = [r for r in regions if r not in flame.region_names]
+        if unknown:
+            raise ValueError(f"loss.depth_regions: {unknown} are not regions of {self.head_model} "
+                             f"({flame.region_names})")
+        ids = torch.tensor([flame.region_names.index(r) for r in regions])
+        return torch.isin(flame.face_region, ids)
+
+    def canonical_verts(self) -> Tensor:
+        """The subject's neutral mesh [V, 3]: identity shape, no expression, no pose."""
+        with torch.no_grad():
+            return self.flame(shape=torch.from_numpy(self.collection.shape)[None].float()).verts[0]
+
+    def head_box(self, margin: float) -> tuple[Tensor, Tensor]:
+        """Head-space box around the canonical mesh and every training frame's mesh, grown by margin."""
+        verts = torch.cat([self.canonical_verts()[None], self.train_frames.posed_verts]).reshape(-1, 3)
+        return verts.amin(0) - margin, verts.amax(0) + margin
+
+    def _load_images(self) -> None:
+        if self._images_loaded:
+            return
+        apps = list(self.collection)
+        images, alphas, image_frame, Ks, c2ws = [], [], [], [], []
+        for f, (a, pos, fid) in enumerate(tqdm(self.train_rows, desc="loading frames", unit="frame")):
+            app = apps[a]
+            c2w_all = app.cameras.c2w_at(pos)
+            for c, cam in enumerate(app.camera_names):
+                images.append(torch.from_numpy(np.array(Image.open(app.frame_path(cam, fid)).convert("RGB"))))
+                alphas.append(torch.from_numpy(np.array(Image.open(app.mask_path(cam, fid)).convert("L"))))
+                image_frame.append(f)
+                Ks.append(app.cameras.K[c])
+                c2ws.append(c2w_all[c])
+        self.images, self.alphas = torch.stack(images), torch.stack(alphas)
+        self.image_frame = torch.tensor(image_frame)
+        self.K = torch.from_numpy(np.stack(Ks)).float()
+        self.c2w = torch.from_numpy(np.stack(c2ws)).float()
+        self._images_loaded = True
+
+    # ------------------------------------------------------------------ held-out views
+    def heldout_views(self, size: int, per_appearance: int) -> list[View]:
+        """Test views, evenly spread over each appearance's test frames (all when per_appearance is 0)."""
+        apps = list(self.collection)
+        views = []
+        for a, app in enumerate(apps):
+            rows = [(f, pos, fid) for f, (aa, pos, fid) in enumerate(self.test_rows) if aa == a]
+            if per_appearance and len(rows) > per_appearance:
+                rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, per_appearance).round()]
+            for f, pos, fid in rows:
+                for c, cam in enumerate(app.camera_names):
+                    views.append(self._view(a, app, f, pos, fid, c, cam, size))
+        return views
+
+    def _view(self, a, app, f, pos, fid, c, cam, size) -> View:
+        rgb = Image.open(app.frame_path(cam, fid)).convert("RGB")
+        alpha = Image.open(app.mask_path(cam, fid)).convert("L")
+        full_w, full_h = rgb.size
+        factor = 1.0 if not size else min(1.0, size / max(full_w, full_h))
+        w, h = max(1, round(full_w * factor)), max(1, round(full_h * factor))
+        if (w, h) != (full_w, full_h):
+            rgb, alpha = rgb.resize((w, h), Image.BOX), alpha.resize((w, h), Image.BOX)
+        rgb_t = torch.from_numpy(np.array(rgb)).float() / 255.0
+        alpha_t = torch.from_numpy(np.array(alpha)).float() / 255.0
+        K = scale_intrinsics(torch.from_numpy(app.cameras.K[c]).float(), w / full_w)
+        return View(a, f, K, torch.from_numpy(app.cameras.c2w_at(pos)[c]).float(), h, w,
+                    rgb_t * alpha_t[..., None] + (1.0 - alpha_t[..., None]), alpha_t, f"{app.name}/{cam}/{fid}")
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+        if stage in (None, "fit"):
+            self._load_images()
+            self.val_views = self.heldout_views(self.cfg.val_size, self.cfg.val_views_per_appearance)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = RayBatches(self.images, self.alphas, self.image_frame, self.K, self.c2w, self.train_frames,
+                             self.depth_faces, self.cfg, self.seed)
+        return DataLoader(dataset, batch_size=None, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_views, batch_size=None, num_workers=0, collate_fn=lambda v: v)
