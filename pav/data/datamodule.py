@@ -6,7 +6,7 @@ them from foreground pixels. Frames are posed once (head-space meshes, one BVH o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
