@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from .data.datamodule import View
 from .deform.frames import FrameSet
@@ -24,8 +25,6 @@ def render_view(renderer: AvatarRenderer, frames: FrameSet, view: View) -> Tenso
 def score_views(renderer: AvatarRenderer, frames: FrameSet, views: list[View], appearance_names: list[str],
                 progress: bool = False) -> tuple[dict, list[tuple[View, Tensor]]]:
     """Per-appearance and mean PSNR / SSIM of the views; also returns (view, image) pairs."""
-    from tqdm import tqdm
-
     scores: dict[str, dict[str, list[float]]] = {n: {"psnr": [], "ssim": []} for n in appearance_names}
     images = []
     for view in tqdm(views, desc="held-out views", unit="view", disable=not progress):

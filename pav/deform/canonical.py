@@ -115,5 +115,4 @@ class Canonicalizer:
             canon_dirs = canon_dirs / canon_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         uv = torch.einsum("nc,nck->nk", bary, self.face_uv[face])  # [N, 2]
         face_idx = torch.where(valid, face_idx, torch.full_like(face_idx, -1))
-        assert canon_points.shape == (n, 3)
         return CanonicalSamples(canon_points, canon_dirs, face_idx, bary, uv, valid)
