@@ -18,6 +18,7 @@ from .checkpoint import load_avatar
 from .config import parse_overrides
 from .data.datamodule import AvatarDataModule
 from .evaluation import render_view
+from .video import write_mp4
 
 
 @dataclass
@@ -26,19 +27,6 @@ class HeldoutConfig:
     out: str = ""  # default: <run dir>/videos
     size: int = 0
     fps: int = 25
-
-
-def write_mp4(path: Path, frames: list[np.ndarray], fps: int) -> None:
-    """uint8 frames [H, W, 3] -> H.264 mp4 with the ffmpeg that imageio-ffmpeg ships."""
-    import imageio_ffmpeg
-
-    h, w = frames[0].shape[:2]
-    writer = imageio_ffmpeg.write_frames(str(path), (w + w % 2, h + h % 2), fps=fps, codec="libx264",
-                                         pix_fmt_out="yuv420p", macro_block_size=1, quality=8)
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")))
-    writer.close()
 
 
 def render_heldout(cfg: HeldoutConfig) -> list[Path]:
