@@ -82,7 +82,7 @@ def make_meta(dm: AvatarDataModule, model: ModelConfig) -> AvatarMeta:
     if flame.vt is None or flame.ft is None:
         if model.appearance == "texture":
             raise ValueError(f"{dm.head_model}: has no uv layout, which model.appearance=texture needs "
-                             "(give the head model's uv file, or model=pav_glo)")
+                             "(give data.uv_layout=PATH, FLAME's uv file, or model=pav_glo)")
         face_uv = torch.zeros(flame.num_faces, 3, 2)
     else:
         face_uv = flame.vt[flame.ft]

@@ -62,7 +62,7 @@ PNG_COMPRESS_LEVEL = 1
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _IMAGE_NAME_RE = re.compile(r"(\d{6,})(\.[A-Za-z]+)")
 _META_KEYS = ("format", "version", "subject", "head_model", "n_shape", "n_expr", "image_size",
-              "appearances", "cross")
+              "appearances", "cross", "uv_layout")
 
 
 # ----------------------------------------------------------------------------- errors
@@ -141,6 +141,7 @@ class CollectionMeta:
     image_size: tuple[int, int]  # (H, W)
     appearances: list[AppearanceSpec]
     cross: list[tuple[str, str]] = field(default_factory=list)  # (appearance, drive)
+    uv_layout: str | None = None  # the head model's separate uv layout file (official FLAME ships one)
 
     @property
     def appearance_names(self) -> list[str]:
@@ -163,6 +164,7 @@ class CollectionMeta:
             "image_size": [_plain(v) for v in self.image_size],
             "appearances": [{"name": a.name, "kind": a.kind} for a in self.appearances],
             "cross": [{"appearance": a, "drive": d} for a, d in self.cross],
+            **({} if self.uv_layout is None else {"uv_layout": self.uv_layout}),
         }
 
 
@@ -516,12 +518,13 @@ class _MetaDraft:
     image_size: tuple[int, int] | None = None
     appearances: list[AppearanceSpec] = field(default_factory=list)
     cross: list[tuple[str, str]] = field(default_factory=list)
+    uv_layout: str | None = None
 
     def complete(self) -> CollectionMeta:
         assert self.subject is not None and self.head_model is not None
         assert self.n_shape is not None and self.n_expr is not None and self.image_size is not None
         return CollectionMeta(self.subject, self.head_model, self.n_shape, self.n_expr,
-                              self.image_size, self.appearances, self.cross)
+                              self.image_size, self.appearances, self.cross, self.uv_layout)
 
 
 def _parse_meta(raw: object, where: str, p: _Problems) -> _MetaDraft | None:
@@ -548,6 +551,8 @@ def _parse_meta(raw: object, where: str, p: _Problems) -> _MetaDraft | None:
         appearances=_get_appearances(raw, where, p),
     )
     draft.cross = _get_cross(raw, [a.name for a in draft.appearances], where, p)
+    if raw.get("uv_layout") is not None:
+        draft.uv_layout = _get_str(raw, "uv_layout", where, p)
     return draft
 
 

@@ -45,6 +45,7 @@ class DataConfig:
     eval_size: int = 0  # longest side for metrics.json renders; 0 = the collection's size
     verify_images: str = "full"  # full | header | none, as Collection.open
     head_model: str | None = None  # overrides collection.json's head_model (the licensed FLAME files' path)
+    uv_layout: str | None = None  # overrides collection.json's uv_layout (FLAME's separate uv file)
 
 
 @dataclass
@@ -143,7 +144,9 @@ class AvatarDataModule(L.LightningDataModule):
         self.collection = Collection.open(root, verify_images=cfg.verify_images)
         meta = self.collection.meta
         self.head_model = cfg.head_model or meta.head_model
-        self.flame = FLAME.from_file(self.head_model, n_shape=meta.n_shape, n_expr=meta.n_expr)
+        self.uv_layout = cfg.uv_layout or meta.uv_layout
+        self.flame = FLAME.from_file(self.head_model, n_shape=meta.n_shape, n_expr=meta.n_expr,
+                                     uv_layout=self.uv_layout)
         self.appearance_names = meta.appearance_names
         self.train_rows = _frame_table(self.collection, "train")
         self.test_rows = _frame_table(self.collection, "test")

@@ -551,6 +551,10 @@ class FLAME(nn.Module):
         self._buffer("blenddirs", _as_float(dirs.reshape(n_coords, -1).T))  # [n_shape + n_expr, V*3]
         self._buffer("posedirs", _as_float(arrays.posedirs.reshape(n_coords, POSE_FEATURES).T))  # [36, V*3]
         self._buffer("J_regressor", _as_float(arrays.j_regressor))  # [5, V]
+        # Joints are linear in the blend coefficients: precomputed, so a vertex subset needs no full mesh.
+        j_dirs = np.einsum("jv,vkc->cjk", arrays.j_regressor, dirs)  # [n_shape + n_expr, 5, 3]
+        self._buffer("J_template", _as_float(arrays.j_regressor @ arrays.v_template))  # [5, 3]
+        self._buffer("J_blenddirs", _as_float(j_dirs.reshape(dirs.shape[2], -1)))  # [n_shape + n_expr, 15]
         self._buffer("lbs_weights", _as_float(arrays.weights))  # [V, 5]
 
     def _register_extras(self, arrays: _HeadArrays) -> None:
@@ -648,12 +652,15 @@ class FLAME(nn.Module):
         rotations: Tensor | None = None,
         transl: Tensor | None = None,
         offsets: Tensor | None = None,
+        vertex_ids: Tensor | None = None,
     ) -> FlameOutput:
         """Posed vertices and joints; arguments left out are zeros.
 
         shape [B, n_shape], expr [B, n_expr], rotations [B, 5, 3] axis-angle of global, neck, jaw,
         left eye, right eye, transl [B, 3]; a [1, ...] or unbatched argument is broadcast to B.
         offsets [V, 3] or [B, V, 3]: rest-space displacements added after the joints are regressed.
+        vertex_ids [K] long: pose only these vertices (verts is then [B, K, 3]); landmark fitting needs
+        a few hundred of the mesh's thousands.
         """
         tails = {
             "shape": (self.n_shape,),
@@ -669,21 +676,31 @@ class FLAME(nn.Module):
         rotations = self._batched(rotations, tails["rotations"], batch)  # [B, 5, 3]
         transl = self._batched(transl, tails["transl"], batch)  # [B, 3]
 
-        v_shaped = self.v_template + (coeffs @ self.blenddirs).view(batch, self.num_verts, 3)  # [B, V, 3]
-        rest_joints = torch.einsum("jv,bvk->bjk", self.J_regressor, v_shaped)  # [B, 5, 3]
+        rest_joints = self.J_template + (coeffs @ self.J_blenddirs).view(batch, NUM_JOINTS, 3)  # [B, 5, 3]
+        template, blenddirs, posedirs, weights = self.v_template, self.blenddirs, self.posedirs, self.lbs_weights
+        if vertex_ids is not None:
+            vertex_ids = vertex_ids.to(device=template.device, dtype=torch.long)
+            if vertex_ids.ndim != 1:
+                raise ValueError(f"FLAME: vertex_ids must be [K], got {list(vertex_ids.shape)}")
+            cols = (vertex_ids[:, None] * 3 + torch.arange(3, device=template.device)).reshape(-1)  # [K*3]
+            template, weights = template[vertex_ids], weights[vertex_ids]
+            blenddirs, posedirs = blenddirs[:, cols], posedirs[:, cols]
+        n_points = template.shape[0]
+        v_shaped = template + (coeffs @ blenddirs).view(batch, n_points, 3)  # [B, V or K, 3]
         if offsets is not None:  # after the joints: displaced surfaces (hair, clothing) ride the same rig
             if offsets.shape[-2:] != (self.num_verts, 3):
                 raise ValueError(f"FLAME: offsets must be [V, 3] or [B, V, 3] with V={self.num_verts}, "
                                  f"got {list(offsets.shape)}")
-            v_shaped = v_shaped + offsets.to(v_shaped)
+            offsets = offsets.to(v_shaped)
+            v_shaped = v_shaped + (offsets if vertex_ids is None else offsets[..., vertex_ids, :])
         rot = axis_angle_to_matrix(rotations)  # [B, 5, 3, 3]
         eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
         pose_feature = (rot[:, 1:] - eye).reshape(batch, POSE_FEATURES)  # [B, 36]
-        v_posed = v_shaped + (pose_feature @ self.posedirs).view(batch, self.num_verts, 3)
+        v_posed = v_shaped + (pose_feature @ posedirs).view(batch, n_points, 3)
         world_rot, world_pos = _forward_kinematics(rot, rest_joints, self.parents)
         # Skinning transforms act on rest-pose points: remove the rest joint position first.
         skin_transl = world_pos - (world_rot @ rest_joints[..., None])[..., 0]  # [B, 5, 3]
-        verts = _blend_skinning(v_posed, self.lbs_weights, world_rot, skin_transl)
+        verts = _blend_skinning(v_posed, weights, world_rot, skin_transl)
         offset = transl[:, None]  # [B, 1, 3]
         return FlameOutput(verts + offset, world_pos + offset)
 

@@ -1,0 +1,1 @@
+"""`python -m pav.track`: the command-line name of pav.tracking."""

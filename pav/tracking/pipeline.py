@@ -1,0 +1,199 @@
+"""`track(cfg)`: FLAME for every appearance of a prepared collection, one shape for the person.
+
+Order: (1) the identity: one shape and a focal length per video from keyframes of all videos
+together; (2) per video, with the shape fixed: rigid placement, keyframes, interpolation, every
+frame with temporal smoothness, then (optionally) the photometric refinement. Each step's result
+is saved under ROOT/tracking/, so a rerun resumes with the first unfinished appearance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import MISSING
+from tqdm import tqdm
+
+from ..data.collection import CAMERAS_FILE, FLAME_FILE, META_FILE, SHAPE_FILE, SPLIT_FILE, Collection
+from ..head.flame import FLAME
+from .camera import camera_to_world, intrinsics
+from .fit import FitWeights
+from .identity import fit_identity
+from .inputs import TrackingInputError, TrackInput, read_inputs, read_split
+from .landmarks import LandmarkProjector
+from .overlay import write_overlay
+from .sequence import fit_sequence
+
+STATE_DIR = "tracking"
+IDENTITY_FILE = "identity.npz"
+DEFAULT_FOCAL = 2.0  # x image width (about 28 degrees), when the crop's zoom is unknown
+PHONE_FOCAL = 0.87  # x source width: a 60-degree horizontal field of view
+
+
+@dataclass
+class TrackConfig:
+    collection: str = MISSING
+    head_model: str | None = None  # FLAME pickle; default: collection.json's head_model (procedural:0)
+    uv_layout: str | None = None  # FLAME's uv layout file (head_template.obj or the texture space npz)
+    landmark_embedding: str | None = None  # FLAME's mediapipe_landmark_embedding.npz
+    n_shape: int = 100
+    n_expr: int = 50
+    focal: float = 0.0  # initial focal length in pixels; 0: from the crop's zoom, else 2x the width
+    keyframes: int = 40  # per appearance, for the shape and to start each sequence
+    rigid_steps: int = 150
+    identity_steps: int = 400
+    sequence_steps: int = 400
+    photometric: bool = True
+    photo_size: int = 128  # photometric term's image size (coarse-to-fine ends here)
+    photo_batch: int = 16  # frames per photometric batch
+    photo_steps: int = 30  # optimisation steps per batch
+    overlay: bool = True
+    fps: float = 25.0  # of the overlay videos
+    restart: bool = False  # ignore saved progress under ROOT/tracking/
+    threads: int = 0  # torch threads; 0 = all cores
+
+
+def _settings(cfg: TrackConfig) -> dict:
+    """What a saved result depends on: a rerun with other settings starts over instead of mixing."""
+    keep = {k: v for k, v in asdict(cfg).items() if k not in ("collection", "overlay", "fps", "restart", "threads")}
+    return json.loads(json.dumps(keep))
+
+
+def _load_state(path: Path, settings: dict) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as archive:
+        state = {k: archive[k] for k in archive.files}
+    if json.loads(str(state.get("settings", "{}"))) != settings:
+        print(f"[pav.track] {path}: saved with other settings; fitting again")
+        return None
+    return state
+
+
+def _save_state(path: Path, settings: dict, **arrays) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, settings=np.array(json.dumps(settings)), **arrays)
+    os.replace(tmp, path)
+
+
+def initial_focal(cfg: TrackConfig, inp: TrackInput) -> float:
+    if cfg.focal > 0:
+        return cfg.focal
+    if inp.source_width is not None:  # the crop magnifies the source by source width / crop side
+        return PHONE_FOCAL * inp.source_width * inp.image_size[1]
+    return DEFAULT_FOCAL * inp.image_size[1]
+
+
+def load_head(cfg: TrackConfig, meta: dict) -> tuple[FLAME, str]:
+    head = cfg.head_model or meta.get("head_model") or "procedural:0"
+    flame = FLAME.from_file(head, n_shape=cfg.n_shape, n_expr=cfg.n_expr,
+                            uv_layout=cfg.uv_layout or meta.get("uv_layout"), landmark_embedding=cfg.landmark_embedding)
+    return flame, head
+
+
+def track(cfg: TrackConfig) -> dict:
+    """Fit, save and write the tracked collection; returns a summary per appearance."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    root = Path(cfg.collection)
+    meta, inputs = read_inputs(root)
+    flame, head = load_head(cfg, meta)
+    ids = {tuple(inp.landmark_ids.tolist()) for inp in inputs}
+    if len(ids) != 1:
+        raise TrackingInputError(f"{root}: appearances were detected with different landmark sets")
+    projector = LandmarkProjector(flame, inputs[0].landmark_ids)
+    state_dir = root / STATE_DIR
+    state_dir.mkdir(exist_ok=True)
+    settings = _settings(cfg)
+    w = FitWeights()
+    started = time.time()
+
+    identity_path = state_dir / IDENTITY_FILE
+    identity = None if cfg.restart else _load_state(identity_path, settings)
+    if identity is None:
+        print(f"[pav.track] identity: one shape from {cfg.keyframes} keyframes of each of {len(inputs)} appearances")
+        shape, focals, residual = fit_identity(projector, inputs, [initial_focal(cfg, i) for i in inputs], cfg.n_shape,
+                                               cfg.keyframes, cfg.rigid_steps, cfg.identity_steps, w)
+        _save_state(identity_path, settings, shape=shape, focals=np.asarray(focals, np.float32),
+                    names=np.asarray([i.name for i in inputs]), residual=np.float32(residual))
+        identity = {"shape": shape, "focals": np.asarray(focals), "names": np.asarray([i.name for i in inputs])}
+    else:
+        print(f"[pav.track] identity: resumed from {identity_path}")
+    shape = np.asarray(identity["shape"], np.float32)
+    focal_of = dict(zip([str(n) for n in identity["names"]], [float(f) for f in identity["focals"]], strict=True))
+
+    summary = {}
+    for inp in tqdm(inputs, desc="[pav.track] appearances", unit="appearance"):
+        path = state_dir / f"{inp.name}.npz"
+        state = None if cfg.restart else _load_state(path, settings)
+        if state is not None:
+            tqdm.write(f"[pav.track] {inp.name}: resumed from {path}")
+        else:
+            t0 = time.time()
+            seq, residual = fit_sequence(projector, inp, shape, focal_of.get(inp.name, initial_focal(cfg, inp)),
+                                         cfg.keyframes, cfg.rigid_steps, cfg.sequence_steps, w)
+            photo = None
+            if cfg.photometric:
+                from .photometric import refine_photometric
+
+                photo = refine_photometric(flame, projector, inp, seq, shape, cfg, w)
+            state = {**seq.state(), "residual": np.float32(residual),
+                     "photometric": np.float32(np.nan if photo is None else photo),
+                     "seconds": np.float32(time.time() - t0)}
+            _save_state(path, settings, **state)
+            tqdm.write(f"[pav.track] {inp.name}: {len(inp)} frames, landmark error {np.sqrt(2 * residual):.2f} px "
+                       f"(at 256), focal {float(state['focal']):.0f} px, {float(state['seconds']):.0f} s")
+        summary[inp.name] = {"frames": len(inp), "focal": float(state["focal"]),
+                             "landmark_px": float(np.sqrt(2 * float(state["residual"]))),
+                             "seconds": float(state["seconds"])}
+    write_tracked(root, meta, head, cfg, flame, inputs, shape, state_dir, settings)
+    print(f"[pav.track] wrote {root} ({time.time() - started:.0f} s); train with "
+          f"`python train.py data=vidcol data.root={root}`")
+    return summary
+
+
+def write_tracked(root: Path, meta: dict, head: str, cfg: TrackConfig, flame: FLAME, inputs: list[TrackInput],
+                  shape: np.ndarray, state_dir: Path, settings: dict) -> None:
+    """shape.npy, each appearance's cameras.npz, flame.npz, split.json and overlay; collection.json last."""
+    np.save(root / SHAPE_FILE, shape.astype(np.float32))
+    for inp in inputs:
+        state = _load_state(state_dir / f"{inp.name}.npz", settings)
+        assert state is not None
+        focal = float(state["focal"])
+        np.savez(inp.root / CAMERAS_FILE, K=intrinsics(focal, inp.image_size)[None].astype(np.float32),
+                 c2w=camera_to_world()[None].astype(np.float32), names=np.asarray(["00"]))
+        np.savez(inp.root / FLAME_FILE, frame_ids=inp.frame_ids, expr=state["expr"].astype(np.float32),
+                 rotations=state["rotations"].astype(np.float32), transl=state["transl"].astype(np.float32))
+        if not (inp.root / SPLIT_FILE).is_file():
+            (inp.root / SPLIT_FILE).write_text(json.dumps(read_split(root, inp.name, inp.frame_ids)))
+        if cfg.overlay:
+            _overlay(state_dir / f"{inp.name}.mp4", flame, inp, shape, state, cfg.fps)
+    meta = {**meta, "head_model": head, "n_shape": cfg.n_shape, "n_expr": cfg.n_expr}
+    uv = cfg.uv_layout or meta.get("uv_layout")
+    if uv is not None:
+        meta["uv_layout"] = uv
+    tmp = root / (META_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, root / META_FILE)
+    Collection.open(root, verify_images="header")  # the result must be a collection training accepts
+
+
+def _overlay(path: Path, flame: FLAME, inp: TrackInput, shape: np.ndarray, state: dict, fps: float) -> None:
+    def frames_of(rows: np.ndarray, scale: float) -> np.ndarray:
+        size = (round(inp.image_size[0] * scale), round(inp.image_size[1] * scale))
+        rgb, _ = inp.load_images(rows, size)
+        return (rgb * 255 + 0.5).astype(np.uint8)
+
+    def verts_of(rows: np.ndarray) -> torch.Tensor:
+        def t(name: str) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(state[name][rows], np.float32))
+
+        return flame(shape=torch.from_numpy(shape), expr=t("expr"), rotations=t("rotations"),
+                     transl=t("transl")).verts
+
+    write_overlay(path, frames_of, verts_of, flame.faces, float(state["focal"]), inp.image_size, len(inp), fps)
