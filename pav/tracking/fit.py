@@ -26,9 +26,9 @@ class FitWeights:
     jaw: float = 1e-1  # jaw rotation about y and z (a jaw only opens about x)
     neck: float = 10.0  # neck and global rotation explain the same landmarks: keep the neck still
     eyes: float = 1e-2
-    smooth_rotations: float = 5e2
-    smooth_transl: float = 5e4
-    smooth_expr: float = 5.0
+    smooth_rotations: float = 5e1
+    smooth_transl: float = 5e3
+    smooth_expr: float = 0.5
 
 
 @dataclass

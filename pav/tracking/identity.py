@@ -62,4 +62,4 @@ def fit_identity(projector: LandmarkProjector, inputs: list[TrackInput], focals:
     size = inputs[0].image_size
     stage = Stage("identity", steps, ALL_JOINTS, expr=True, shape=True, focal=True)
     residual = fit(projector, shape, items, stage, w, size)
-    return shape.detach().numpy().copy(), [float(it.seq.focal) for it in items], residual
+    return shape.detach().numpy().copy(), [it.seq.focal.item() for it in items], residual

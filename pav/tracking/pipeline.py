@@ -58,10 +58,10 @@ class TrackConfig:
     threads: int = 0  # torch threads; 0 = all cores
 
 
-def _settings(cfg: TrackConfig) -> dict:
+def _settings(cfg: TrackConfig, w: FitWeights) -> dict:
     """What a saved result depends on: a rerun with other settings starts over instead of mixing."""
     keep = {k: v for k, v in asdict(cfg).items() if k not in ("collection", "overlay", "fps", "restart", "threads")}
-    return json.loads(json.dumps(keep))
+    return json.loads(json.dumps({**keep, "weights": asdict(w)}))
 
 
 def _load_state(path: Path, settings: dict) -> dict[str, np.ndarray] | None:
@@ -109,8 +109,8 @@ def track(cfg: TrackConfig) -> dict:
     projector = LandmarkProjector(flame, inputs[0].landmark_ids)
     state_dir = root / STATE_DIR
     state_dir.mkdir(exist_ok=True)
-    settings = _settings(cfg)
     w = FitWeights()
+    settings = _settings(cfg, w)
     started = time.time()
 
     identity_path = state_dir / IDENTITY_FILE

@@ -629,3 +629,19 @@ def test_runs_on_cuda(flame: FLAME) -> None:
     gpu = gpu_model(**{name: value.cuda() for name, value in params.items()})
     torch.testing.assert_close(gpu.verts.cpu(), cpu.verts, atol=1e-5, rtol=1e-5)
     assert gpu_model.landmarks(gpu.verts).device.type == "cuda"
+
+
+def test_vertex_subset_poses_exactly_those_vertices():
+    flame = FLAME.from_file("procedural:0")
+    g = torch.Generator().manual_seed(0)
+    args = dict(shape=torch.randn(2, 100, generator=g), expr=torch.randn(2, 50, generator=g),
+                rotations=0.2 * torch.randn(2, 5, 3, generator=g), transl=torch.randn(2, 3, generator=g))
+    full = flame(**args)
+    ids = torch.tensor([0, 17, 100, 2500, flame.num_verts - 1])
+    subset = flame(**args, vertex_ids=ids)
+    assert torch.allclose(subset.verts, full.verts[:, ids], atol=1e-6)
+    assert torch.allclose(subset.joints, full.joints, atol=1e-6)
+    # the joints follow the shape exactly as regressing them from the full shaped mesh does
+    v_shaped = flame(shape=args["shape"]).verts  # no pose: the shaped template
+    regressed = torch.einsum("jv,bvk->bjk", flame.J_regressor, v_shaped)
+    assert torch.allclose(flame(shape=args["shape"]).joints, regressed, atol=1e-5)
