@@ -7,42 +7,29 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
-from ..ops.bvh import MeshBVH
 from ..video import write_mp4
 from .camera import to_camera
+from .raster import pixel_dirs, rasterize
 
 MAX_SIDE = 512  # overlays are for looking at; larger frames only cost time
 
 
-def camera_rays(focal: float, size: tuple[int, int], scale: float) -> Tensor:
-    """Unit directions [H*W, 3] through pixel centres of the image resized by `scale`."""
-    h, w = round(size[0] * scale), round(size[1] * scale)
-    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    # pixel centres of the resized image, in the original image's pixel coordinates
-    x = ((u + 0.5) / scale - 0.5 - (size[1] - 1) / 2) / focal
-    y = ((v + 0.5) / scale - 0.5 - (size[0] - 1) / 2) / focal
-    dirs = torch.stack([x, y, torch.ones_like(x)], -1).reshape(-1, 3)
-    return dirs / dirs.norm(dim=-1, keepdim=True)
-
-
 def shade(verts: Tensor, faces: Tensor, focal: float, size: tuple[int, int], scale: float) -> tuple[Tensor, Tensor]:
     """Headlight shading [B, h, w] and coverage [B, h, w] of world meshes verts [B, V, 3]."""
-    cam = to_camera(verts).contiguous()  # [B, V, 3]
-    bvh = MeshBVH(cam, faces)
-    dirs = camera_rays(focal, size, scale)  # [P, 3]
-    n_pix = dirs.shape[0]
-    batch = cam.shape[0]
-    mesh = torch.arange(batch).repeat_interleave(n_pix)
-    t, face_idx, _ = bvh.raycast(torch.zeros(batch * n_pix, 3), dirs.repeat(batch, 1), mesh)
-    hit = face_idx >= 0
-    tri = cam[mesh[hit][:, None], faces[face_idx[hit]]]  # [N, 3, 3]
-    normal = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    light = torch.zeros(batch * n_pix)
-    light[hit] = (normal * dirs.repeat(batch, 1)[hit]).sum(-1).abs()
     h, w = round(size[0] * scale), round(size[1] * scale)
-    return light.view(batch, h, w), hit.view(batch, h, w).float()
+    cam = to_camera(verts).contiguous()  # [B, V, 3]
+    # a resized image is the same camera with its focal length scaled (principal point stays central)
+    hits = rasterize(cam, faces, focal * scale, (h, w))
+    tri = cam[hits.frame[:, None], faces[hits.face_idx]]  # [N, 3, 3]
+    normal = F.normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), dim=-1)
+    dirs = F.normalize(pixel_dirs(focal * scale, (h, w))[hits.pixel % (h * w)], dim=-1)
+    light = torch.zeros(cam.shape[0] * h * w)
+    light[hits.pixel] = (normal * dirs).sum(-1).abs()
+    hit = torch.zeros_like(light)
+    hit[hits.pixel] = 1.0
+    return light.view(-1, h, w), hit.view(-1, h, w)
 
 
 def overlay_frames(frames: np.ndarray, light: Tensor, hit: Tensor, opacity: float = 0.55) -> np.ndarray:
