@@ -227,6 +227,17 @@ class FlameSequence:
 class Split:
     train: list[int]
     test: list[int]
+    test_cameras: list[str] = field(default_factory=list)  # multiview: cameras never trained on (novel views)
+
+    def cameras(self, frame_id: int, camera_names: Sequence[str], which: str) -> list[str]:
+        """The cameras of one frame in the train or held-out set: test frames are held out in every camera,
+        train frames only in the test cameras."""
+        held = set(self.test_cameras)
+        if which == "train":
+            return [c for c in camera_names if c not in held] if frame_id in set(self.train) else []
+        if frame_id in set(self.test):
+            return list(camera_names)
+        return [c for c in camera_names if c in held] if frame_id in set(self.train) else []
 
 
 # ----------------------------------------------------------------------------- field checks
@@ -427,13 +438,15 @@ def _check_c2w_values(c2w: np.ndarray, cam_labels: Sequence[str], where: str, p:
               + _where_matrices(bad, cam_labels))
 
 
-def _check_split(raw: object, frame_ids: set[int] | None, where: str, p: _Problems) -> Split | None:
+def _check_split(raw: object, frame_ids: set[int] | None, where: str, p: _Problems,
+                 camera_names: Sequence[str] | None = None) -> Split | None:
     if not isinstance(raw, dict):
         p.add(where, f"must be a JSON object with 'train' and 'test', got {type(raw).__name__}")
         return None
     before = len(p)
-    for key in sorted(set(raw) - {"train", "test"}):
-        p.add(where, f"unknown field '{key}' (expected 'train' and 'test')")
+    for key in sorted(set(raw) - {"train", "test", "test_cameras"}):
+        p.add(where, f"unknown field '{key}' (expected 'train', 'test' and optionally 'test_cameras')")
+    test_cameras = _check_test_cameras(raw.get("test_cameras", []), camera_names, where, p)
     lists = {key: _id_list(raw, key, where, p) for key in ("train", "test")}
     train, test = lists["train"], lists["test"]
     if test is not None and not test:
@@ -451,7 +464,20 @@ def _check_split(raw: object, frame_ids: set[int] | None, where: str, p: _Proble
             p.add(where, f"fields 'train' and 'test' overlap at frame ids {shown}")
     if len(p) > before or train is None or test is None:
         return None
-    return Split(train, test)
+    return Split(train, test, test_cameras)
+
+
+def _check_test_cameras(raw: object, camera_names: Sequence[str] | None, where: str, p: _Problems) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        p.add(where, "field 'test_cameras' must be a list of camera names")
+        return []
+    if camera_names is not None:
+        unknown = [c for c in raw if c not in camera_names]
+        if unknown:
+            p.add(where, f"field 'test_cameras' names cameras not in cameras.npz 'names': {_list_some(unknown)}")
+        elif raw and len(set(raw)) >= len(camera_names):
+            p.add(where, "field 'test_cameras' holds out every camera; at least one must remain for training")
+    return list(raw)
 
 
 def _id_list(raw: dict[str, Any], key: str, where: str, p: _Problems) -> list[int] | None:
@@ -1033,7 +1059,7 @@ class _Reader:
             flame_arrays, draft.n_expr, self.rel(base / FLAME_FILE), self.p)
         cameras = None if camera_arrays is None else _check_camera_arrays(
             camera_arrays, n_frames, spec.kind, self.rel(base / CAMERAS_FILE), self.p)
-        split, test_ids = self.read_split(base, ids)
+        split, test_ids = self.read_split(base, ids, cams)
         landmarks = self.read_landmarks(base, n_frames, None if cams is None else len(cams))
         frame_files: dict[str, dict[int, Path]] = {}
         if ids is not None and cams is not None:
@@ -1045,7 +1071,8 @@ class _Reader:
         return Appearance(spec.name, spec.kind, base, cameras, flame, split, landmarks, draft.image_size,
                           self.root, frame_files)
 
-    def read_split(self, base: Path, frame_ids: list[int] | None) -> tuple[Split | None, list[int] | None]:
+    def read_split(self, base: Path, frame_ids: list[int] | None,
+                   camera_names: list[str] | None) -> tuple[Split | None, list[int] | None]:
         """The split, and its test ids alone when only they are usable."""
         path = base / SPLIT_FILE
         rel = self.rel(path)
@@ -1057,7 +1084,7 @@ class _Reader:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             self.p.add(rel, f"not valid JSON ({err})")
             return None, None
-        split = _check_split(raw, None if frame_ids is None else set(frame_ids), rel, self.p)
+        split = _check_split(raw, None if frame_ids is None else set(frame_ids), rel, self.p, camera_names)
         if split is not None:
             return split, split.test
         return None, _id_list(raw, "test", rel, _Problems()) if isinstance(raw, dict) else None
@@ -1225,8 +1252,12 @@ class CollectionWriter:
         camera_arrays = {"K": cameras.K, "c2w": cameras.c2w, "names": np.asarray(list(cameras.names))}
         checked_cams = _check_camera_arrays(camera_arrays, n_frames, spec.kind, f"{name}/{CAMERAS_FILE}", p)
         ids = None if checked_flame is None else {int(i) for i in checked_flame.frame_ids}
-        split_raw = {"train": [_plain(i) for i in split.train], "test": [_plain(i) for i in split.test]}
-        _check_split(split_raw, ids, f"{name}/{SPLIT_FILE}", p)
+        split_raw: dict[str, Any] = {"train": [_plain(i) for i in split.train],
+                                     "test": [_plain(i) for i in split.test]}
+        if split.test_cameras:
+            split_raw["test_cameras"] = [str(c) for c in split.test_cameras]
+        names = None if checked_cams is None else list(checked_cams.names)
+        _check_split(split_raw, ids, f"{name}/{SPLIT_FILE}", p, names)
         if landmarks is not None:
             n_cams = len(checked_cams) if checked_cams is not None else None
             _check_landmark_arrays(landmarks, n_frames, n_cams, f"{name}/{LANDMARKS_FILE}", p)
@@ -1235,7 +1266,7 @@ class CollectionWriter:
         return self._save_appearance(name, checked_cams, checked_flame, split_raw, landmarks)
 
     def _save_appearance(self, name: str, cameras: Cameras, flame: FlameSequence,
-                         split: dict[str, list[int]], landmarks: Mapping[str, np.ndarray] | None) -> Path:
+                         split: dict[str, Any], landmarks: Mapping[str, np.ndarray] | None) -> Path:
         base = self.root / name
         base.mkdir(parents=True, exist_ok=True)
         names = np.asarray(cameras.names, dtype=str)

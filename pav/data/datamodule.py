@@ -63,23 +63,32 @@ class View:
     name: str  # "<appearance>/<cam>/<frame id>"
 
 
-def _frame_table(collection: Collection, which: str) -> list[tuple[int, int, int]]:
-    """(appearance index, flame position, frame id) of the split's frames, in collection order."""
+Row = tuple[int, int, int, list[str]]  # appearance index, flame position, frame id, cameras
+
+
+def _frame_table(collection: Collection, which: str) -> list[Row]:
+    """The frames with at least one camera in the train or held-out set, in collection order.
+
+    Multiview splits may hold out cameras: their train frames are then held-out views too (novel views).
+    """
     rows = []
     for a, app in enumerate(collection):
-        for fid in getattr(app.split, which):
-            rows.append((a, app.flame.index_of(fid), fid))
+        ids = app.split.train + app.split.test if which == "test" else app.split.train
+        for fid in sorted(ids):
+            cams = app.split.cameras(fid, app.camera_names, which)
+            if cams:
+                rows.append((a, app.flame.index_of(fid), fid, cams))
     return rows
 
 
-def build_frames(collection: Collection, flame: FLAME, rows: list[tuple[int, int, int]]) -> FrameSet:
+def build_frames(collection: Collection, flame: FLAME, rows: list[Row]) -> FrameSet:
     apps = list(collection)
 
     def pick(attr: str) -> Tensor:  # one FLAME field, stacked over the rows
-        return torch.from_numpy(np.stack([getattr(apps[a].flame, attr)[i] for a, i, _ in rows]))
+        return torch.from_numpy(np.stack([getattr(apps[row[0]].flame, attr)[row[1]] for row in rows]))
 
     return FrameSet.build(flame, torch.from_numpy(collection.shape), pick("expr"), pick("rotations"),
-                          pick("transl"), torch.tensor([a for a, _, _ in rows]))
+                          pick("transl"), torch.tensor([row[0] for row in rows]))
 
 
 class RayBatches(IterableDataset):
@@ -182,10 +191,11 @@ class AvatarDataModule(L.LightningDataModule):
             return
         apps = list(self.collection)
         images, alphas, image_frame, Ks, c2ws = [], [], [], [], []
-        for f, (a, pos, fid) in enumerate(tqdm(self.train_rows, desc="loading frames", unit="frame")):
+        for f, (a, pos, fid, cams) in enumerate(tqdm(self.train_rows, desc="loading frames", unit="frame")):
             app = apps[a]
             c2w_all = app.cameras.c2w_at(pos)
-            for c, cam in enumerate(app.camera_names):
+            for cam in cams:
+                c = app.camera_names.index(cam)
                 images.append(torch.from_numpy(np.array(Image.open(app.frame_path(cam, fid)).convert("RGB"))))
                 alphas.append(torch.from_numpy(np.array(Image.open(app.mask_path(cam, fid)).convert("L"))))
                 image_frame.append(f)
@@ -199,16 +209,16 @@ class AvatarDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ held-out views
     def heldout_views(self, size: int, per_appearance: int) -> list[View]:
-        """Test views, evenly spread over each appearance's test frames (all when per_appearance is 0)."""
+        """Held-out views (frame and camera), evenly spread over each appearance's (all when per_appearance is 0)."""
         apps = list(self.collection)
         views = []
         for a, app in enumerate(apps):
-            rows = [(f, pos, fid) for f, (aa, pos, fid) in enumerate(self.test_rows) if aa == a]
-            if per_appearance and len(rows) > per_appearance:
-                rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, per_appearance).round()]
-            for f, pos, fid in rows:
-                for c, cam in enumerate(app.camera_names):
-                    views.append(self._view(a, app, f, pos, fid, c, cam, size))
+            pairs = [(f, pos, fid, cam) for f, (aa, pos, fid, cams) in enumerate(self.test_rows) if aa == a
+                     for cam in cams]
+            if per_appearance and len(pairs) > per_appearance:
+                pairs = [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, per_appearance).round()]
+            for f, pos, fid, cam in pairs:
+                views.append(self._view(a, app, f, pos, fid, app.camera_names.index(cam), cam, size))
         return views
 
     def _view(self, a, app, f, pos, fid, c, cam, size) -> View:

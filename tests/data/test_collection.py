@@ -379,3 +379,43 @@ def test_jpg_frames_are_accepted(built: Built) -> None:
     col = Collection.open(built.root)
     assert col["studio"].frame_path("00", 0).suffix == ".jpg"
     assert col["studio"].load_frame("00", 0).shape == (H, W, 3)
+
+
+# ----------------------------------------------------------------------------- held-out cameras
+
+
+def _multiview(root: Path, test_cameras: list[str]) -> None:
+    rng = np.random.default_rng(1)
+    meta = CollectionMeta(subject="rig", head_model="procedural:7", n_shape=N_SHAPE, n_expr=N_EXPR,
+                          image_size=(H, W), appearances=[AppearanceSpec("wig", "multiview")])
+    writer = CollectionWriter(root, meta)
+    writer.write_shape(np.zeros(N_SHAPE, dtype=np.float32))
+    names = ["00", "01", "02"]
+    K = np.repeat(np.array([[[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]]], dtype=np.float32), 3, 0)
+    c2w = np.stack([_pose(-1.0 - 0.1 * c) for c in range(3)])
+    writer.write_appearance("wig", Cameras(K=K, c2w=c2w, names=names), _flame([0, 1, 2], rng),
+                            Split(train=[0, 1], test=[2], test_cameras=test_cameras))
+    for cam in names:
+        for i in range(3):
+            writer.write_frame("wig", cam, i, *_image(rng))
+    writer.finalize()
+
+
+def test_held_out_cameras_round_trip(tmp_path: Path) -> None:
+    _multiview(tmp_path / "col", ["02"])
+    split = Collection.open(tmp_path / "col")["wig"].split
+    assert split.test_cameras == ["02"]
+    cams = ["00", "01", "02"]
+    assert split.cameras(0, cams, "train") == ["00", "01"]
+    assert split.cameras(0, cams, "test") == ["02"]  # a train frame seen from a held-out camera: a novel view
+    assert split.cameras(2, cams, "test") == cams and split.cameras(2, cams, "train") == []
+
+
+def test_held_out_cameras_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'test_cameras' names cameras not in cameras.npz 'names': 07"):
+        _multiview(tmp_path / "a", ["07"])
+    with pytest.raises(ValueError, match="holds out every camera"):
+        _multiview(tmp_path / "b", ["00", "01", "02"])
+    _multiview(tmp_path / "c", ["01"])
+    edit_json(tmp_path / "c" / "wig" / "split.json", lambda d: d.update(test_cameras=["09"]))
+    assert "wig/split.json: field 'test_cameras' names cameras not in" in str(open_error(tmp_path / "c"))

@@ -1,0 +1,3 @@
+from .convert import main
+
+main()

@@ -1,0 +1,128 @@
+"""`python -m pav.data.renderme` on a small synthetic subject: accuracy, cameras, defects, resume, training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from pav.data.collection import Collection
+from pav.data.renderme.convert import convert
+from pav.data.renderme.flame_fits import RenderMeError, mask_coverage
+from pav.data.renderme.options import BENCHMARK_TEST_CAMERAS, RenderMeConfig
+from pav.head.flame import FLAME
+from pav.synthetic.renderme import SyntheticSMCSpec, write_synthetic_subject
+from pav.training import run, typed_config
+
+REPO = Path(__file__).resolve().parents[3]
+CORRUPT = ("h1_2bk", "22", 2)  # this mask does not decode: frame 2 of h1_2bk must be dropped
+MISSING = ("h0", "40")  # camera 40 is absent from h0
+
+
+@pytest.fixture(scope="module")
+def subject(tmp_path_factory):
+    out = tmp_path_factory.mktemp("renderme")
+    return write_synthetic_subject(SyntheticSMCSpec(out=str(out / "raw"), frames=6, corrupt_masks=(CORRUPT,),
+                                                    missing_cameras=(MISSING,)))
+
+
+def _config(subject, out: Path, **changes) -> RenderMeConfig:
+    settings = dict(root=str(subject.folder.parent), subject="0297", out=str(out), size=64, frames="all",
+                    head_model=subject.head_model)
+    return RenderMeConfig(**{**settings, **changes})
+
+
+@pytest.fixture(scope="module")
+def converted(subject, tmp_path_factory):
+    return convert(_config(subject, tmp_path_factory.mktemp("converted") / "collection"))
+
+
+def _posed(flame: FLAME, shape: np.ndarray, app) -> np.ndarray:  # [T, V, 3]
+    with torch.no_grad():
+        return flame(shape=torch.from_numpy(shape)[None], expr=torch.from_numpy(app.flame.expr),
+                     rotations=torch.from_numpy(app.flame.rotations),
+                     transl=torch.from_numpy(app.flame.transl)).verts.numpy()
+
+
+def test_keypoint_fits_reproduce_the_posed_heads(subject, converted):
+    collection = Collection.open(converted)
+    assert collection.appearance_names == ["h0", "h1_2bk"]
+    np.testing.assert_allclose(collection.shape, subject.shape, atol=1e-5)  # the mean of the expression fits
+    flame = FLAME.from_file(subject.head_model, n_shape=100, n_expr=50)
+    for app in collection:
+        truth = subject.parts[app.name]
+        rows = [truth.frame_ids.index(int(f)) for f in app.flame.frame_ids]
+        error_mm = 1e3 * np.linalg.norm(_posed(flame, collection.shape, app) - truth.verts[rows], axis=-1)
+        assert error_mm.mean(1).max() < 2.0, f"{app.name}: mean vertex error per frame {error_mm.mean(1)} mm"
+
+
+def test_cameras_and_images_agree(subject, converted):
+    """The stored (cropped, resized) intrinsics put the true head inside the stored masks."""
+    collection = Collection.open(converted)
+    flame = FLAME.from_file(subject.head_model, n_shape=100, n_expr=50)
+    face = np.unique(flame.faces.numpy()[np.isin(flame.face_region.numpy(), [0, 1])])
+    for app in collection:
+        truth = subject.parts[app.name]
+        for t, fid in enumerate(app.flame.frame_ids[:2]):
+            for c, cam in enumerate(app.camera_names):
+                mask = (app.load_mask(cam, int(fid)) * 255).astype(np.uint8)
+                points = truth.verts[truth.frame_ids.index(int(fid))][face]
+                share = mask_coverage(points, app.cameras.K[c], np.zeros(5), app.cameras.c2w[c], mask)
+                assert share > 0.9, f"{app.name} camera {cam} frame {fid}: {share:.2f} inside the mask"
+                rgb = app.load_frame(cam, int(fid))
+                assert (rgb[mask == 0] == 1.0).all()  # the background is masked out to white
+
+
+def test_split_defects_and_report(subject, converted):
+    collection = Collection.open(converted)
+    h0, wig = collection["h0"], collection["h1_2bk"]
+    assert "40" not in h0.camera_names and "40" in wig.camera_names
+    assert 2 not in wig.flame.frame_ids and len(wig.flame.frame_ids) == 5 and len(h0.flame.frame_ids) == 6
+    for app in (h0, wig):
+        assert app.split.test_cameras == [c for c in app.camera_names if c in BENCHMARK_TEST_CAMERAS]
+        assert app.split.test and app.split.train
+    report = json.loads((converted / "renderme.json").read_text())
+    failures = " ".join(report["parts"]["h1_2bk"]["failures"])
+    assert "0297_h1_2bk_anno.smc" in failures and "'22'" in failures and "frame 2" in failures
+    assert report["parts"]["h0"]["missing_cameras"] == ["40"] and report["parts"]["h1_2bk"]["missing_cameras"] == []
+    assert report["identity"]["keypoints3d_embedded"] == 73
+
+
+def test_rerun_resumes_every_part(subject, converted, capsys):
+    convert(_config(subject, converted))
+    report = json.loads((converted / "renderme.json").read_text())
+    assert all(part.get("resumed") for part in report["parts"].values())
+    assert "identity: resumed" in capsys.readouterr().out
+
+
+def test_train_three_steps_on_the_converted_subject(converted, tmp_path):
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        cfg = compose("train", overrides=["trainer=smoke", "data=renderme", f"data.root={converted}",
+                                          "trainer.max_steps=3", "trainer.val_check_interval=3",
+                                          "checkpoint_every=3"])
+    run(typed_config(cfg), tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_an_expression_part_keeps_its_own_fit(subject, tmp_path):
+    out = convert(_config(subject, tmp_path / "expr", parts="e0", cameras="18,25,40"))
+    app = Collection.open(out)["e0"]
+    assert app.camera_names == ["18", "25", "40"]
+    report = json.loads((out / "renderme.json").read_text())["parts"]["e0"]["flame"]
+    assert report["source"] == "RenderMe-360 fit" and report["vertex_error_mm"] < 0.01
+
+
+def test_bad_requests_are_refused(subject, tmp_path):
+    with pytest.raises(RenderMeError, match=r"parts='h9' matches none of the subject's parts \['e0', 'e1', 'h0'"):
+        convert(_config(subject, tmp_path / "a", parts="h9"))
+    with pytest.raises(RenderMeError, match="head_model="):  # another head cannot reproduce the fits' vertices
+        convert(_config(subject, tmp_path / "b", head_model="procedural:3"))
+    cmd = [sys.executable, "-m", "pav.data.renderme", "root=x", "subject=1", "out=y", "frame=all"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode != 0 and "frame" in result.stderr and "usage" in result.stderr
