@@ -76,20 +76,20 @@ def project(points: Tensor, K: Tensor, w2c: Tensor) -> Tensor:
 def triangulate(pixels: np.ndarray, valid: np.ndarray, P: np.ndarray, max_error_px: float) -> np.ndarray:
     """Points [N, 3] seen in C views, pixels [C, N, 2] with valid [C, N], projections P [C, 3, 4].
 
-    Linear (DLT) least squares, then the views whose reprojection error exceeds max_error_px are dropped and
-    the point is solved again. NaN where fewer than two views remain.
+    Linear (DLT) least squares; while a view's reprojection error exceeds max_error_px, the worst view is
+    dropped and the point solved again. NaN where fewer than two views remain.
     """
     n = pixels.shape[1]
     out = np.full((n, 3), np.nan)
     for k in range(n):
         views = np.nonzero(valid[:, k])[0]
-        while len(views) >= 2:  # each pass drops at least one view, so this ends
+        while len(views) >= 2:  # each pass drops the worst view, so this ends
             point = _dlt(pixels[views, k], P[views])
-            keep = _reprojection_error(point, pixels[views, k], P[views]) <= max_error_px
-            if keep.all():
+            error = _reprojection_error(point, pixels[views, k], P[views])
+            if error.max() <= max_error_px:
                 out[k] = point
                 break
-            views = views[keep]
+            views = np.delete(views, int(np.argmax(error)))
     return out
 
 

@@ -69,7 +69,7 @@ def test_cameras_and_images_agree(subject, converted):
     face = np.unique(flame.faces.numpy()[np.isin(flame.face_region.numpy(), [0, 1])])
     for app in collection:
         truth = subject.parts[app.name]
-        for t, fid in enumerate(app.flame.frame_ids[:2]):
+        for fid in app.flame.frame_ids[:2]:
             for c, cam in enumerate(app.camera_names):
                 mask = (app.load_mask(cam, int(fid)) * 255).astype(np.uint8)
                 points = truth.verts[truth.frame_ids.index(int(fid))][face]
