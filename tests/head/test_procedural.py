@@ -119,8 +119,20 @@ def test_blink_closes_the_eye(model, flame):
     ex, ey = (flame.J_regressor[3] @ flame.v_template)[:2].tolist()
     shell = np.ones(len(model["v_template"]), bool)
     shell[model["f"][model["face_region"] == model["region_names"].index("eyes")].ravel()] = False
-    near = torch.from_numpy(shell) & ((closed[:, 0] - ex).abs() < 0.004) & ((closed[:, 1] - ey).abs() < 0.003)
+    in_front = flame.v_template[:, 2] > eye_front - 0.0122 - 0.0135  # the socket, not the skull behind it
+    near = (torch.from_numpy(shell) & in_front & ((closed[:, 0] - ex).abs() < 0.004)
+            & ((closed[:, 1] - ey).abs() < 0.003))
     assert near.any() and closed[near, 2].min() > eye_front - 0.001  # the lid covers the eyeball front
+
+
+def test_expressions_stay_on_the_face(model, flame):
+    """No expression component reaches the back of the head (a blink once pulled the skull onto the lid)."""
+    dirs = flame.blenddirs[flame.n_shape:].view(flame.n_expr, -1, 3).norm(dim=-1)  # [n_expr, V] m per unit
+    assert dirs.max() < 0.025
+    back = torch.from_numpy(model["v_template"][:, 2] < 0.0)  # behind the ears
+    names = flame.expr_names
+    moved = {names[i]: float(dirs[i, back].max()) for i in range(len(names)) if dirs[i, back].max() > 1e-3}
+    assert not moved, f"expression components move the back of the head (m per unit): {moved}"
 
 
 def test_seeded_and_deterministic(model):

@@ -108,6 +108,7 @@ def convert_part(part: str, reader: SMCReader, identity: Identity, flame: FLAME,
                             + "; ".join(failures[:3]))
 
     report: dict = {"frames": len(good), "cameras": cams, "failures": failures}
+    fit_start = time.time()
     if reader.has_flame:  # an expression part chosen as an appearance: its own fits
         fits = read_fits(reader, good)
         conv = to_collection(flame, identity.shape, fits)
@@ -119,6 +120,7 @@ def convert_part(part: str, reader: SMCReader, identity: Identity, flame: FLAME,
         rotations, transl, expr = fit.rotations, fit.transl, fit.expr
         report["flame"] = {"source": "keypoint fit", "keypoints3d_error_mm": _nanmean(fit.error_3d_mm),
                            "keypoints2d_error_px512": _nanmean(fit.error_2d_px)}
+    report["flame"]["seconds"] = round(time.time() - fit_start, 2)
     report["flame"]["mask_coverage"] = _written_coverage(writer, part, cams, geos, c2w, good, flame, identity.shape,
                                                          rotations, transl, expr)
     positions = set(test_frames(len(good)))

@@ -21,7 +21,7 @@ from .mesh import build_mesh
 from .rig import KINTREE, jaw_weight, joint_regressor, pose_correctives, skinning_weights
 from .sdf import HeadParams
 
-GENERATOR_VERSION = 1  # bump when the generated head changes, so caches are rebuilt
+GENERATOR_VERSION = 2  # bump when the generated head changes, so caches are rebuilt
 
 
 def build_head_model(seed: int = 0) -> dict:

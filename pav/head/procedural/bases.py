@@ -106,7 +106,8 @@ def _lid_closure(c: _Ctx, eye: int) -> np.ndarray:
     r_lid = c.hp.eyeball_radius + 0.0015
     rho2 = ((p[:, 0] - center[0]) / 1.08) ** 2 + (p[:, 1] - center[1]) ** 2
     cap_z = center[2] + np.sqrt(np.maximum(r_lid**2 - rho2, 0.0))
-    near = (rho2 < r_lid**2) & (~c.eyeball)
+    # only the socket in front of the eye: the back of the skull shares x and y with it
+    near = (rho2 < r_lid**2) & (p[:, 2] > center[2] - r_lid) & (~c.eyeball)
     out = np.zeros_like(p)
     out[near, 2] = np.maximum(cap_z[near] - p[near, 2], 0.0)
     # the upper lid comes down: points over the eye also slide towards the lid line
