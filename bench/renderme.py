@@ -132,8 +132,8 @@ def image_cost(cfg: BenchConfig, work: Path) -> float:
     with SMCReader(path) as reader:
         calib = reader.calibration("25")
         left, top, side = square_crop(2048, 2448)
-        geo = ViewGeometry(left, top, side, cfg.size, crop_resize_intrinsics(calib["K"], left, top, side, cfg.size),
-                           calib["D"])
+        geo = ViewGeometry(2048, 2448, left, top, side, cfg.size,
+                           crop_resize_intrinsics(calib["K"], left, top, side, cfg.size), calib["D"])
         failures: list[str] = []
         with tqdm(total=cfg.image_frames, desc="full-size images") as bar:
             start = time.time()

@@ -49,21 +49,32 @@ def undistort_points(pixels: np.ndarray, K: np.ndarray, D: np.ndarray, iteration
     return xy * f + c
 
 
-def undistort_image(image: np.ndarray, K: np.ndarray, D: np.ndarray) -> np.ndarray:
-    """Resample an image [H, W] or [H, W, C] (uint8) so it obeys the pinhole model K without distortion D."""
+def undistort_grid(K: np.ndarray, D: np.ndarray, height: int, width: int) -> Tensor | None:
+    """grid_sample coordinates [1, H, W, 2] that resample a captured image into the pinhole model K without
+    the distortion D (where each ideal pixel lies in the captured image); None when D is zero."""
     if not np.any(D):
-        return image
-    h, w = image.shape[:2]
-    rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+        return None
+    rows, cols = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
     f, c = np.array([K[0, 0], K[1, 1]]), np.array([K[0, 2], K[1, 2]])
     ideal = (np.stack([cols.ravel(), rows.ravel()], -1) - c) / f
-    source = distort(ideal, D) * f + c  # [H*W, 2] where each ideal pixel lies in the captured image
-    grid = torch.from_numpy(source.reshape(1, h, w, 2)).float()
-    grid = (grid + 0.5) / torch.tensor([w, h]) * 2.0 - 1.0  # align_corners=False coordinates
-    planar = torch.from_numpy(image.reshape(h, w, -1)).permute(2, 0, 1)[None].float()
+    source = distort(ideal, D) * f + c  # [H*W, 2]
+    grid = torch.from_numpy(source.reshape(1, height, width, 2)).float()
+    return (grid + 0.5) / torch.tensor([width, height]) * 2.0 - 1.0  # align_corners=False coordinates
+
+
+def remap(image: np.ndarray, grid: Tensor | None) -> np.ndarray:
+    """Bilinear resampling of a uint8 image [H, W] or [H, W, C] at grid [1, H, W, 2] (None: unchanged)."""
+    if grid is None:
+        return image
+    h, w = image.shape[:2]
+    planar = torch.from_numpy(np.ascontiguousarray(image).reshape(h, w, -1)).permute(2, 0, 1)[None].float()
     out = F.grid_sample(planar, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    out = out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-    return out.reshape(image.shape)
+    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy().reshape(image.shape)
+
+
+def undistort_image(image: np.ndarray, K: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """Resample an image [H, W] or [H, W, C] (uint8) so it obeys the pinhole model K without distortion D."""
+    return remap(image, undistort_grid(K, D, *image.shape[:2]))
 
 
 def project(points: Tensor, K: Tensor, w2c: Tensor) -> Tensor:

@@ -51,7 +51,8 @@ def _write_images(reader: SMCReader, part: str, frames: list[int], cams: list[st
     def job(item: tuple[int, str]) -> tuple[int, str | None]:
         frame, cam = item
         try:
-            rgb, mask = convert_view(reader.image(cam, frame), reader.mask(cam, frame), geos[cam])
+            geo = geos[cam]
+            rgb, mask = convert_view(reader.image(cam, frame, at_least=geo.decode_size), reader.mask(cam, frame), geo)
         except SMCError as err:
             return frame, str(err)
         writer.write_frame(part, cam, frame, rgb, mask)
@@ -98,7 +99,8 @@ def convert_part(part: str, reader: SMCReader, identity: Identity, flame: FLAME,
     height, width = reader.resolution
     left, top, side = square_crop(height, width)
     K_full, D, c2w = rig(reader, cams)
-    geos = {cam: ViewGeometry(left, top, side, cfg.size, crop_resize_intrinsics(K_full[c], left, top, side, cfg.size),
+    geos = {cam: ViewGeometry(height, width, left, top, side, cfg.size,
+                              crop_resize_intrinsics(K_full[c], left, top, side, cfg.size),
                               D[c]) for c, cam in enumerate(cams)}
     bar.total += len(frames) * len(cams)
     bar.refresh()

@@ -247,8 +247,14 @@ class SMCReader:
                                    "expected (2,) as [H, W]")
                 return int(value[0]), int(value[1])
         cam, frame = self.camera_ids[0], self.frame_ids[0]
-        image = self._decode(self._files()[-1], f"Camera/{cam}/color/{frame}", cam, frame, "image", check=False)
-        return int(image.shape[0]), int(image.shape[1])
+        main = self._files()[-1]
+        data = self._read(main, f"Camera/{cam}/color/{frame}")
+        try:
+            with Image.open(io.BytesIO(data.tobytes())) as img:  # the header is enough
+                return int(img.size[1]), int(img.size[0])
+        except _DECODE_ERRORS as err:
+            raise SMCError(f"{main.filename}: camera '{cam}' frame {frame}: image does not decode "
+                           f"({type(err).__name__}: {err}); the file has no 'resolution' attribute either") from err
 
     @cached_property
     def has_masks(self) -> bool:
@@ -270,19 +276,28 @@ class SMCReader:
 
     # -- images -----------------------------------------------------------------------------------
 
-    def _decode(self, file: h5py.File, name: str, cam: str, frame: str, what: str, check: bool = True) -> np.ndarray:
-        """Decode an encoded image dataset: [H, W, 3] RGB for 'image', [H, W] for 'mask'."""
+    def _decode(self, file: h5py.File, name: str, cam: str, frame: str, what: str,
+                at_least: tuple[int, int] | None = None) -> np.ndarray:
+        """Decode an encoded image dataset: [H, W, 3] RGB for 'image', [H, W] for 'mask'.
+
+        at_least (h, w): a JPEG may decode at 1/2, 1/4 or 1/8 scale while it stays at least that big.
+        """
         data = self._read(file, name)
         where = f"{file.filename}: camera '{cam}' frame {frame}: {what} does not decode"
+        expected = self.resolution
         try:
             with Image.open(io.BytesIO(data.tobytes())) as img:
+                if at_least is not None and img.size == (expected[1], expected[0]):
+                    img.draft("RGB", (at_least[1], at_least[0]))  # DCT scaling: a fraction of the decode work
+                    if img.size != (expected[1], expected[0]):
+                        expected = (img.size[1], img.size[0])
                 img.load()
                 array = np.asarray(img.convert("RGB")) if what == "image" else _single_channel(img)
         except _DECODE_ERRORS as err:
             raise SMCError(f"{where}: {type(err).__name__}: {err}") from err
         if array.size == 0:
             raise SMCError(f"{where}: empty image")
-        if check and array.shape[:2] != self.resolution:
+        if array.shape[:2] != expected:
             raise SMCError(f"{where}: size {array.shape[0]}x{array.shape[1]} is not the file's resolution "
                            f"{self.resolution[0]}x{self.resolution[1]} (H x W)")
         return array
@@ -299,12 +314,13 @@ class SMCReader:
             raise SMCError(f"{file.filename}: camera '{cam}' has no frame {frame} ({what} frames: {_short(frames)})")
         return name
 
-    def image(self, cam: int | str, frame: int | str) -> np.ndarray:
-        """Colour image, uint8 RGB [H, W, 3]."""
+    def image(self, cam: int | str, frame: int | str, at_least: tuple[int, int] | None = None) -> np.ndarray:
+        """Colour image, uint8 RGB [H, W, 3]; with at_least=(h, w), possibly a smaller decode [H/k, W/k, 3]
+        (k = 2, 4 or 8, JPEG only) that is still at least h x w: much faster when the image is to be shrunk."""
         cam, frame = _camera_id(cam), _frame_id(frame)
         main = self._files()[-1]
         name = self._frame_dataset(main, f"Camera/{cam}/color", cam, frame, "image")
-        return self._decode(main, name, cam, frame, "image")  # [H, W, 3]
+        return self._decode(main, name, cam, frame, "image", at_least)  # [H, W, 3]
 
     def mask(self, cam: int | str, frame: int | str) -> np.ndarray:
         """Alpha matte, uint8 [H, W]."""

@@ -15,7 +15,10 @@ from hydra import compose, initialize_config_dir
 from pav.data.collection import Collection
 from pav.data.renderme.convert import convert
 from pav.data.renderme.flame_fits import RenderMeError, mask_coverage
+from pav.data.renderme.geometry import crop_resize_intrinsics, square_crop
+from pav.data.renderme.images import ViewGeometry, convert_view
 from pav.data.renderme.options import BENCHMARK_TEST_CAMERAS, RenderMeConfig
+from pav.data.renderme.reader import SMCReader
 from pav.head.flame import FLAME
 from pav.synthetic.renderme import SyntheticSMCSpec, write_synthetic_subject
 from pav.training import run, typed_config
@@ -126,3 +129,21 @@ def test_bad_requests_are_refused(subject, tmp_path):
     cmd = [sys.executable, "-m", "pav.data.renderme", "root=x", "subject=1", "out=y", "frame=all"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode != 0 and "frame" in result.stderr and "usage" in result.stderr
+
+
+def test_reduced_decoding_matches_the_full_image(subject):
+    """Shrinking 4x: the JPEG decoded at 1/4 scale gives the same collection image as the full decode."""
+    main, anno = subject.folder / "0297_h0_raw.smc", subject.folder / "0297_h0_anno.smc"
+    with SMCReader(main, anno) as reader:
+        calib = reader.calibration("25")
+        left, top, side = square_crop(64, 80)
+        geo = ViewGeometry(64, 80, left, top, side, 16, crop_resize_intrinsics(calib["K"], left, top, side, 16),
+                           np.array([-0.1, 0.02, 0.0, 0.0, 0.0]))
+        assert geo.decode_size == (16, 20)
+        small = reader.image("25", 1, at_least=geo.decode_size)
+        assert small.shape == (16, 20, 3)
+        mask = reader.mask("25", 1)
+        reduced, reduced_mask = convert_view(small, mask, geo)
+        full, full_mask = convert_view(reader.image("25", 1), mask, geo)
+    np.testing.assert_array_equal(reduced_mask, full_mask)
+    assert np.abs(reduced.astype(float) - full).mean() < 3.0
