@@ -83,7 +83,7 @@ def _huber(residual: Tensor, delta: float, valid: Tensor) -> Tensor:
     return (per_point * valid).sum() / valid.sum().clamp_min(1.0)
 
 
-def _kabsch(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def kabsch(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """R [3, 3], t [3] minimising |R src + t - dst| over points [N, 3]."""
     cs, cd = src.mean(0), dst.mean(0)
     u, _, vt = np.linalg.svd((src - cs).T @ (dst - cd))
@@ -104,7 +104,7 @@ def rigid_start(neutral_points: np.ndarray, observed: np.ndarray, root_joint: np
         valid = np.isfinite(observed[t]).all(-1)
         if valid.sum() < 3:
             continue
-        R, shift = _kabsch(neutral_points[valid], observed[t, valid])
+        R, shift = kabsch(neutral_points[valid], observed[t, valid])
         rot[t] = Rotation.from_matrix(R).as_rotvec()
         transl[t] = shift - root_joint + R @ root_joint
         good.append(t)

@@ -10,7 +10,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from ...head.flame import FLAME
-from .fit import _kabsch
+from .fit import kabsch
 from .geometry import distort
 
 JOINT_KEYS = ("global_pose", "neck_pose", "jaw_pose", "left_eye_pose", "right_eye_pose")
@@ -92,7 +92,7 @@ def to_collection(flame: FLAME, shape: np.ndarray, fits: FlameFits, tolerance_mm
             raise RenderMeError(
                 f"{fits.source}: frame {fits.frame_ids[t]}: the fitted vertices are {scale:.3f} x the head "
                 f"model's size; RenderMe-360's fits are in metres, is head_model= the right FLAME model?")
-        R, shift = _kabsch(verts[t], fits.verts[t])
+        R, shift = kabsch(verts[t], fits.verts[t])
         # FLAME turns about its root joint: R (R_g (x - J) + J + t) + s = (R R_g)(x - J) + J + (R J + R t + s - J)
         rotations[t, 0] = (Rotation.from_matrix(R) * Rotation.from_rotvec(rotations[t, 0])).as_rotvec()
         transl[t] = R @ root[t] + R @ transl[t] + shift - root[t]

@@ -14,7 +14,7 @@ from .flame_fits import FlameFits, RenderMeError, identity_shape, mask_coverage,
 from .geometry import projection_matrices, triangulate
 from .keypoints import KeypointEmbedding, learn_embedding
 from .options import RenderMeConfig, select_frames
-from .reader import SMCReader
+from .reader import SMCError, SMCReader
 from .rig import CONTOUR, KEYPOINT_CAMERAS, face_vertices, keypoints2d, nan_if_none, rig
 
 
@@ -42,11 +42,14 @@ def build_identity(flame: FLAME, expression_parts: dict[str, tuple[Path, Path | 
             posed.append(part_fits.verts)
             kp3d.append(np.stack([nan_if_none(reader.keypoints3d(f), (73, 3)) for f in frames]))
             cams = [c for c in KEYPOINT_CAMERAS if c in reader.camera_ids]
-            K, D, c2w = rig(reader, cams)
-            pixels = keypoints2d(reader, frames, cams)  # [T, C, 106, 2]
-            P = projection_matrices(K, c2w)
-            kp2d_points.append(np.stack([triangulate(pixels[t], np.isfinite(pixels[t]).all(-1), P, 8.0)
-                                         for t in range(len(frames))]))
+            points2d = np.full((len(frames), 106, 3), np.nan)
+            if len(cams) >= 2:  # triangulated 2D keypoints: where the 106-point layout sits on the head
+                K, _, c2w = rig(reader, cams)
+                pixels = keypoints2d(reader, frames, cams)  # [T, C, 106, 2]
+                P = projection_matrices(K, c2w)
+                points2d = np.stack([triangulate(pixels[t], np.isfinite(pixels[t]).all(-1), P, 8.0)
+                                     for t in range(len(frames))])
+            kp2d_points.append(points2d)
             coverage[part] = _fit_coverage(reader, part_fits, flame)
     if not fits:
         raise RenderMeError("no expression part with FLAME fits was found (the e0..e11 files' anno part): "
@@ -96,6 +99,9 @@ def _fit_coverage(reader: SMCReader, fits: FlameFits, flame: FLAME, cameras: int
     points = fits.verts[t][face_vertices(flame)]
     shares = []
     for cam in cams:
-        calib = reader.calibration(cam)
-        shares.append(mask_coverage(points, calib["K"], calib["D"], calib["RT"], reader.mask(cam, fits.frame_ids[t])))
-    return float(np.mean(shares))
+        try:
+            calib, mask = reader.calibration(cam), reader.mask(cam, fits.frame_ids[t])
+        except SMCError:  # a corrupt mask here says nothing about the fit: another camera will
+            continue
+        shares.append(mask_coverage(points, calib["K"], calib["D"], calib["RT"], mask))
+    return float(np.mean(shares)) if shares else 1.0
