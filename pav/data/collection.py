@@ -1175,6 +1175,29 @@ class _Reader:
                         self.p.add(f"{CROSS_DIR}/{a.name}/{d.name}", f"not listed in {META_FILE} 'cross'")
 
 
+def read_flame_npz(path: str | Path, n_expr: int | None = None) -> FlameSequence:
+    """One flame.npz on its own (a drive sequence), checked as the reader checks a collection's.
+
+    Raises FileNotFoundError when it is missing and ValueError listing every problem, each naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    p = _Problems()
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line message
+        raise ValueError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from err
+    flame = _check_flame_arrays(arrays, n_expr, str(path), p)
+    n = "n_expr" if n_expr is None else f"n_expr={n_expr}"
+    _raise_value_error(f"invalid {FLAME_FILE} (frame_ids [T], expr [T, {n}], rotations [T, 5, 3], transl [T, 3]):", p)
+    assert flame is not None
+    return flame
+
+
 # ----------------------------------------------------------------------------- writer
 
 
