@@ -33,7 +33,7 @@ class PartResult:
     report: dict
 
 
-def _partrig(reader: SMCReader, cams: list[str], failures: list[str]) -> list[str]:
+def _readable_cameras(reader: SMCReader, cams: list[str], failures: list[str]) -> list[str]:
     """The cameras whose calibration reads; the others are reported and left out."""
     usable = []
     for cam in cams:
@@ -92,7 +92,7 @@ def convert_part(part: str, reader: SMCReader, identity: Identity, flame: FLAME,
     if wanted is not None and len(cams) < len(wanted):
         absent = [c for c in wanted if c not in reader.camera_ids]
         failures.append(f"{reader.path}: cameras {absent} are not in this file (it has {reader.camera_ids})")
-    cams = _partrig(reader, cams, failures)
+    cams = _readable_cameras(reader, cams, failures)
     if not cams:
         raise RenderMeError(f"{reader.path}: none of the requested cameras ({cfg.cameras}) can be read")
     frames = select_frames(reader.frame_ids, cfg.frames)
