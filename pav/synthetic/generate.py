@@ -151,9 +151,13 @@ def generate(cfg: SyntheticConfig) -> Path:
                     results[(job[0], job[1], job[2][0])] = res
                     bar.update(len(job[2]))
         else:
-            for job in jobs:
-                results[(job[0], job[1], job[2][0])] = _render_job(job)[1]
-                bar.update(len(job[2]))
+            threads = torch.get_num_threads()  # _render_job pins one thread (right for a pool worker, not here)
+            try:
+                for job in jobs:
+                    results[(job[0], job[1], job[2][0])] = _render_job(job)[1]
+                    bar.update(len(job[2]))
+            finally:
+                torch.set_num_threads(threads)
 
     for a, video in enumerate(videos):
         parts = [results[(a, a, f)] for f in range(0, cfg.frames, chunk)]

@@ -9,6 +9,7 @@ import torch
 from pav.data.collection import Collection
 from pav.head.flame import FLAME
 from pav.synthetic.__main__ import main as synthetic_main
+from pav.synthetic.generate import SyntheticConfig, generate
 from pav.synthetic.raster import rasterize
 
 ARGS = ["appearances=3", "frames=6", "size=64", "seed=3", "workers=1"]
@@ -82,3 +83,9 @@ def test_same_seed_gives_identical_files(collection, tmp_path):
 def test_bad_arguments_fail_at_start(tmp_path):
     with pytest.raises(SystemExit, match="appearancez"):
         synthetic_main([f"out={tmp_path}", "appearancez=3"])
+
+
+def test_generating_in_process_leaves_torch_threads_alone(tmp_path):
+    threads = torch.get_num_threads()
+    generate(SyntheticConfig(out=str(tmp_path / "c"), appearances=1, frames=2, size=16, workers=1, cross=False))
+    assert torch.get_num_threads() == threads
