@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..render.cameras import look_at
+
 N_EXPR = 50
 # named expression components of the procedural head, by index
 SMILE, BROWS_UP, BLINK_L, BLINK_R = 0, 2, 4, 5
@@ -87,10 +89,4 @@ def make_camera(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     K = np.array([[focal, 0.0, center], [0.0, focal, center], [0.0, 0.0, 1.0]])
     target = np.array([0.0, 0.0, 0.0])
     eye = target + np.array([rng.uniform(-0.03, 0.03), rng.uniform(-0.01, 0.04), distance])
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross([0.0, -1.0, 0.0], forward)
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye
-    return K, c2w
+    return K, look_at(eye, target, np.array([0.0, 1.0, 0.0]))

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from ..head.flame import FLAME
+from ..render.cameras import look_at
 from .generate import N_EXPR, N_SHAPE, subject_shape
 from .looks import make_looks
 from .motion import _smooth, euler_to_axis_angle
@@ -102,17 +103,6 @@ class RigCamera:
 # ----------------------------------------------------------------------------- rig and motion
 
 
-def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Camera-to-world [4, 4] of an upright OpenCV camera at eye looking at target (as motion.make_camera)."""
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross([0.0, -1.0, 0.0], forward)
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye
-    return c2w
-
-
 def rig_camera(cid: str, height: int, width: int, seed: int = 0) -> RigCamera:
     """Camera `cid` of the rig: azimuth (k - 25) * 6 deg about world up, elevation by k % 3, 1 m from the head."""
     k = int(cid)
@@ -120,7 +110,7 @@ def rig_camera(cid: str, height: int, width: int, seed: int = 0) -> RigCamera:
     elevation = np.deg2rad(ELEVATIONS[k % 3])
     centre = np.asarray(HEAD_CENTRE)
     direction = np.array([np.sin(azimuth) * np.cos(elevation), np.sin(elevation), np.cos(azimuth) * np.cos(elevation)])
-    c2w = _look_at(centre + CAMERA_DISTANCE * direction, centre)
+    c2w = look_at(centre + CAMERA_DISTANCE * direction, centre, np.array([0.0, 1.0, 0.0]))
     size = max(height, width)
     focal = HEAD_FILL * height * CAMERA_DISTANCE / HEAD_SIZE
     offset = np.random.default_rng([seed, 7, k]).uniform(-1.0, 1.0, 2)  # a real rig's principal points scatter

@@ -21,6 +21,7 @@ from pav.data.renderme.geometry import (
 from pav.data.renderme.keypoints import learn_embedding
 from pav.head.flame import FLAME
 from pav.head.landmarks import points_on_mesh
+from pav.render.cameras import look_at
 
 D = np.array([-0.12, 0.06, 1e-3, -5e-4, 0.0])  # a lens like the rig's, strong enough to matter
 
@@ -31,12 +32,7 @@ def flame():
 
 
 def _look_at(eye: np.ndarray) -> np.ndarray:  # c2w [4, 4] of an OpenCV camera looking at the origin
-    forward = -eye / np.linalg.norm(eye)
-    right = np.cross([0.0, -1.0, 0.0], forward)
-    right /= np.linalg.norm(right)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, np.cross(forward, right), forward, eye
-    return c2w
+    return look_at(eye, np.zeros(3), np.array([0.0, 1.0, 0.0]))
 
 
 def _pixels(points: np.ndarray, K: np.ndarray, c2w: np.ndarray) -> np.ndarray:  # [N, 3] -> [N, 2]
