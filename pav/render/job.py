@@ -62,6 +62,27 @@ def check_options(cfg: RenderVideoConfig) -> None:
         raise RenderError("; ".join(problems))
 
 
+def pick_device(spec: str) -> torch.device:
+    """auto | cpu | cuda -> the device (auto: CUDA when torch sees one)."""
+    if spec not in DEVICES:
+        raise RenderError(f"device={spec!r} is not one of {', '.join(DEVICES)}")
+    if spec == "cuda" and not torch.cuda.is_available():
+        raise RenderError("device=cuda but torch sees no CUDA device")
+    return torch.device("cuda" if spec == "cuda" or (spec == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def open_checkpoint(ckpt: str, device: str, chunk: int) -> tuple[AvatarRenderer, AvatarMeta, dict]:
+    """The checkpoint's renderer on the device (auto | cpu | cuda) drawing chunk rays at a time (0: the device's
+    default), its meta and its training config."""
+    on = pick_device(device)
+    try:
+        renderer, meta, config = load_avatar(ckpt, on)
+    except (FileNotFoundError, ValueError) as err:
+        raise RenderError(str(err)) from None
+    renderer.cfg = dataclasses.replace(renderer.cfg, chunk_rays=chunk or DEFAULT_CHUNK[on.type])
+    return renderer, meta, config
+
+
 def pick_appearances(spec: str, names: list[str], ckpt: str) -> list[int]:
     if spec == "all":
         return list(range(len(names)))
@@ -115,14 +136,7 @@ class RenderJob:
 def prepare(cfg: RenderVideoConfig) -> RenderJob:
     """Checks the options, loads the checkpoint, collection and head model, resolves and poses the drive."""
     check_options(cfg)
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    try:
-        renderer, meta, config = load_avatar(cfg.ckpt, device)
-    except (FileNotFoundError, ValueError) as err:
-        raise RenderError(str(err)) from None
-    chunk = cfg.chunk or DEFAULT_CHUNK[device.type]
-    renderer.cfg = dataclasses.replace(renderer.cfg, chunk_rays=chunk)
+    renderer, meta, config = open_checkpoint(cfg.ckpt, cfg.device, cfg.chunk)
     picks = pick_appearances(cfg.appearance, meta.appearance_names, cfg.ckpt)
     reference = meta.appearance_names[picks[0]]
     collection = open_collection(cfg.collection or config["data"]["root"], cfg.ckpt, reference, meta.n_expr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -100,17 +101,25 @@ class AvatarRenderer(nn.Module):
         return self.grid.update(density_fn, threshold, cfg.grid_decay, reachable_only=step < cfg.grid_warmup_steps)
 
     @torch.no_grad()
-    def render_image(self, K: Tensor, c2w: Tensor, height: int, width: int, frame: int, frames: FrameSet,
-                     background: Tensor) -> RenderOutput:
-        """Whole image of one frame: K [3, 3], c2w [4, 4], background [3] -> rgb [H*W, 3], opacity, depth."""
+    def image_chunks(self, K: Tensor, c2w: Tensor, height: int, width: int, frame: int, frames: FrameSet,
+                     background: Tensor) -> Iterator[RenderOutput]:
+        """One frame's image in row-major chunks of cfg.chunk_rays pixels: K [3, 3], c2w [4, 4], background [3].
+
+        A caller that stops iterating stops the work (the viewer drops a render its user has moved away from).
+        """
         device = self.field.box_min.device
         pixels = image_pixels(height, width).to(device)
-        outs = []
         for i in range(0, len(pixels), self.cfg.chunk_rays):
             px = pixels[i:i + self.cfg.chunk_rays]
             n = len(px)
             origins, dirs = pixel_rays(K[None].expand(n, 3, 3), c2w[None].expand(n, 4, 4), px)
             frame_idx = torch.full((n,), frame, dtype=torch.long, device=device)
-            outs.append(self.render_rays(origins, dirs, frame_idx, frames, background.expand(n, 3)))
+            yield self.render_rays(origins, dirs, frame_idx, frames, background.expand(n, 3))
+
+    @torch.no_grad()
+    def render_image(self, K: Tensor, c2w: Tensor, height: int, width: int, frame: int, frames: FrameSet,
+                     background: Tensor) -> RenderOutput:
+        """Whole image of one frame: K [3, 3], c2w [4, 4], background [3] -> rgb [H*W, 3], opacity, depth."""
+        outs = list(self.image_chunks(K, c2w, height, width, frame, frames, background))
         return RenderOutput(torch.cat([o.rgb for o in outs]), torch.cat([o.opacity for o in outs]),
                             torch.cat([o.depth for o in outs]), torch.cat([o.weights for o in outs]))

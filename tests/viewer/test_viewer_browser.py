@@ -1,0 +1,82 @@
+"""The viewer driven by headless Chromium: the canvas shows the avatar, the appearance control changes it, several
+tabs are served at once, and Play animates it."""
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pav.viewer.avatar import load_viewer_avatar
+from pav.viewer.headless import headless_chromium, unavailable_reason
+from pav.viewer.server import Viewer, ViewerConfig
+
+pytestmark = pytest.mark.skipif(unavailable_reason() is not None,
+                                reason=f"browser test: {unavailable_reason()}")
+
+
+def darkened(scene: np.ndarray) -> float:
+    """Fraction of the scene that is not the white background."""
+    return float((scene < 200).any(axis=-1).mean())
+
+
+@pytest.fixture(scope="module")
+def viewer(contrasting_avatar):
+    avatar = contrasting_avatar
+    loaded = load_viewer_avatar(str(avatar.ckpt), "cpu", collection=str(avatar.collection))
+    served = Viewer(loaded, ViewerConfig(ckpt=str(avatar.ckpt), port=0, size=96, preview=32, settle=0.1, fps=10))
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with headless_chromium() as chromium:
+        yield chromium
+
+
+def test_the_canvas_shows_the_avatar_and_the_appearance_control_changes_it(viewer, browser, tmp_path):
+    tab = browser.open(viewer.url)
+    assert viewer.wait_idle(60), "the first view was never refined"
+    time.sleep(0.3)  # the image reaches the canvas after it leaves the server
+    tab.dismiss_notices()
+    Image.fromarray(tab.screenshot()).save(tmp_path / "viewer.png")
+    before = tab.scene()
+    assert darkened(before) > 0.05, "the canvas is blank"
+    tab.choose("Appearance", "long_auburn")
+    after, _ = tab.wait_for_change(before, timeout=30)
+    assert viewer.wait_idle(60)
+    shown = viewer.history[-1]
+    assert shown.wanted.appearance == 1 and shown.refined
+    assert (shown.height, shown.width) == (96, round(96 * 1000 / 700))
+    time.sleep(0.3)
+    refined = tab.scene()
+    assert np.abs(refined.astype(int) - before).mean() > 1.0
+    tab.page.close()
+
+
+def test_two_tabs_are_served_each_with_its_own_appearance(viewer, browser):
+    tabs = [browser.open(viewer.url), browser.open(viewer.url)]
+    assert viewer.wait_idle(60)
+    tabs[1].choose("Appearance", "long_auburn")
+    time.sleep(0.2)
+    assert viewer.wait_idle(60)
+    latest = {s.client_id: s for s in viewer.history}
+    shown = [latest[c].wanted.appearance for c in sorted(latest)[-2:]]
+    assert shown == [0, 1]
+    for tab in tabs:
+        tab.page.close()
+
+
+def test_play_animates_the_avatar_with_a_sequence(viewer, browser):
+    tab = browser.open(viewer.url)
+    assert viewer.wait_idle(60)
+    client = viewer.history[-1].client_id
+    sent = len(viewer.history)
+    tab.click("Play")
+    time.sleep(3.0)
+    played = {s.wanted.t for s in viewer.history[sent:] if s.client_id == client and s.wanted.sequence}
+    assert len(played) >= 3, f"frames played: {sorted(played)}"
+    tab.click("Pause")
+    assert viewer.wait_idle(60)
+    tab.page.close()
