@@ -37,7 +37,7 @@ def unavailable_notes(scores: dict) -> list[str]:
         for m in METRICS:
             if isinstance(row[m], str) and row[m] not in reasons.setdefault(m, []):
                 reasons[m].append(row[m])
-    return [f"- {LABELS[m].split()[0]}: " + "; ".join(r) for m, r in reasons.items() if r]
+    return [f"- {LABELS[m].split()[0]} " + "; ".join(r) for m, r in reasons.items() if r]
 
 
 def write_markdown(path: Path, result: dict) -> Path:

@@ -98,10 +98,10 @@ def dists(pred: Tensor, target: Tensor) -> float:
     """DISTS distance of images [H, W, 3] (or the mean over [N, H, W, 3]) in [0, 1]; MetricUnavailable without
     the weights or for images under 16 pixels on a side."""
     check_pair(pred, target, "dists")
+    net = _network(torch.hub.get_dir())  # missing weights are the first reason given
     if min(pred.shape[-3:-1]) < MIN_SIDE:
         raise MetricUnavailable(f"dists needs images of at least {MIN_SIDE} px on a side, got "
                                 f"{pred.shape[-2]}x{pred.shape[-3]}")
-    net = _network(torch.hub.get_dir())
     x = pred.clamp(0, 1).reshape(-1, *pred.shape[-3:]).permute(0, 3, 1, 2).float()  # [N, 3, H, W]
     y = target.reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2).float()
     with torch.no_grad():

@@ -90,14 +90,20 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(value, 0.0)
 
 
-def fid(pred: Tensor, target: Tensor) -> float:
-    """FID between the set of images pred [N, H, W, 3] and the set target [M, H, W, 3] in [0, 1]."""
+def check_sets(pred: Tensor, target: Tensor) -> None:
+    """Two sets [N, H, W, 3] of the same image size with at least 2 images each, or a clear error."""
     for name, images in (("prediction", pred), ("truth", target)):
         if images.dim() != 4 or images.shape[-1] != 3:
             raise ValueError(f"fid: the {name} set must be [N, H, W, 3], got {tuple(images.shape)}")
-        if len(images) < 2:
-            raise MetricUnavailable(f"fid needs at least 2 images per set, the {name} set has {len(images)}")
     if pred.shape[1:] != target.shape[1:]:
         raise ValueError(f"fid: prediction and truth differ in size: prediction {tuple(pred.shape)}, "
                          f"truth {tuple(target.shape)} (expected the same [H, W, 3])")
+    for name, images in (("prediction", pred), ("truth", target)):
+        if len(images) < 2:
+            raise MetricUnavailable(f"fid needs at least 2 images per set, the {name} set has {len(images)}")
+
+
+def fid(pred: Tensor, target: Tensor) -> float:
+    """FID between the set of images pred [N, H, W, 3] and the set target [M, H, W, 3] in [0, 1]."""
+    check_sets(pred, target)
     return frechet_distance(inception_features(pred), inception_features(target))

@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 from torch import Tensor
 from tqdm import tqdm
 
 from .dists import dists
-from .fid import fid
+from .fid import frechet_distance, inception_features
 from .lpips import lpips
 from .pixel import psnr, ssim
 from .weights import MetricUnavailable
@@ -49,11 +48,22 @@ def _per_image(groups: dict[str, tuple[Tensor, Tensor]], progress: bool) -> tupl
     return values, reasons
 
 
-def _set_score(pred: Tensor, truth: Tensor) -> Cell:
-    try:
-        return fid(pred, truth)
-    except MetricUnavailable as err:
-        return unavailable(str(err))
+def _distance(a: np.ndarray, b: np.ndarray) -> Cell:
+    if min(len(a), len(b)) < 2:
+        return unavailable(f"fid needs at least 2 images per set, got {min(len(a), len(b))}")
+    return frechet_distance(a, b)
+
+
+def _set_scores(groups: dict[str, tuple[Tensor, Tensor]]) -> tuple[dict[str, Cell], Cell]:
+    """FID of each group and of all groups pooled; Inception features are computed once per image."""
+    feats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, (pred, truth) in groups.items():
+        try:
+            feats[name] = (inception_features(pred), inception_features(truth))  # [N, 2048] each
+        except MetricUnavailable as err:
+            return {n: unavailable(str(err)) for n in groups}, unavailable(str(err))
+    pooled = _distance(np.concatenate([f[0] for f in feats.values()]), np.concatenate([f[1] for f in feats.values()]))
+    return {name: _distance(*f) for name, f in feats.items()}, pooled
 
 
 def score_sets(groups: dict[str, tuple[Tensor, Tensor]], progress: bool = False) -> dict:
@@ -61,31 +71,28 @@ def score_sets(groups: dict[str, tuple[Tensor, Tensor]], progress: bool = False)
 
     -> {"per_appearance": {name: {metric: value, "views": N}}, "overall": {...}, "unavailable": {metric: reason}}.
     PSNR, SSIM, LPIPS and DISTS are means over the views; FID compares the sets (overall: all views pooled).
+    Metric values that cannot be computed are "unavailable: <reason>" strings.
     """
     for name, (pred, truth) in groups.items():
         if pred.shape != truth.shape:
             raise ValueError(f"{name}: prediction and truth differ in size: prediction {tuple(pred.shape)}, "
                              f"truth {tuple(truth.shape)}")
     values, reasons = _per_image(groups, progress)
+    fid_groups, fid_overall = _set_scores(groups)
     per_group: dict[str, dict[str, Cell | int]] = {}
-    for name, (pred, truth) in groups.items():
+    for name, (pred, _) in groups.items():
         row: dict[str, Cell | int] = {}
         for metric in PER_IMAGE:
             row[metric] = unavailable(reasons[metric]) if metric in reasons else float(np.mean(values[metric][name]))
-        row["fid"] = _set_score(pred, truth)
+        row["fid"] = fid_groups[name]
         row["views"] = len(pred)
         per_group[name] = row
     overall: dict[str, Cell | int] = {}
     for metric in PER_IMAGE:
         pooled = [v for vals in values[metric].values() for v in vals]
         overall[metric] = unavailable(reasons[metric]) if metric in reasons else float(np.mean(pooled))
-    shapes = {tuple(pred.shape[1:]) for pred, _ in groups.values()}
-    if len(shapes) == 1:
-        overall["fid"] = _set_score(torch.cat([p for p, _ in groups.values()]),
-                                    torch.cat([t for _, t in groups.values()]))
-    else:
-        overall["fid"] = unavailable(f"views of several sizes {sorted(shapes)} cannot be pooled")
+    overall["fid"] = fid_overall
     overall["views"] = sum(len(p) for p, _ in groups.values())
-    if isinstance(overall["fid"], str):
-        reasons["fid"] = overall["fid"].removeprefix("unavailable: ")
+    if isinstance(fid_overall, str):
+        reasons["fid"] = fid_overall.removeprefix("unavailable: ")
     return {"per_appearance": per_group, "overall": overall, "unavailable": reasons}

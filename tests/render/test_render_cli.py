@@ -8,18 +8,13 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
-import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from pav.config import parse_overrides
 from pav.drive import DriveError
 from pav.render.__main__ import main
 from pav.render.video import RenderError, RenderResult, RenderVideoConfig, render_video
-from pav.synthetic.generate import SyntheticConfig, generate
-from pav.training import run
 
-REPO = Path(__file__).resolve().parents[2]
 NAMES = ["short_dark", "long_auburn"]
 
 
@@ -30,18 +25,9 @@ class Avatar:
 
 
 @pytest.fixture(scope="module")
-def avatar(tmp_path_factory) -> Avatar:
-    """2 appearances x 4 frames at 32 px, 30 smoke-trainer steps: barely trained, but a real checkpoint."""
-    base = tmp_path_factory.mktemp("render_cli")
-    root = base / "collection"
-    threads = torch.get_num_threads()
-    generate(SyntheticConfig(out=str(root), appearances=2, frames=4, size=32, seed=0, workers=1, cross=False))
-    torch.set_num_threads(threads)  # generate's in-process worker leaves torch at one thread
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["trainer=smoke", f"data.root={root}", "trainer.max_steps=30", "logger=none",
-                                          "checkpoint_every=1000", "data.eval_size=16", "render.max_samples=128"])
-    run(cfg, base / "run")
-    return Avatar(base / "run" / "checkpoints" / "last.ckpt", root)
+def avatar(tiny_avatar) -> Avatar:
+    """The shared tiny checkpoint (tests/conftest.py): 2 appearances x 4 frames at 32 px, 30 smoke steps."""
+    return Avatar(tiny_avatar.ckpt, tiny_avatar.collection)
 
 
 def render(avatar: Avatar, out: Path, *options: str) -> RenderResult:
