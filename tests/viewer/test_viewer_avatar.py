@@ -33,8 +33,8 @@ def test_sliders_set_jaw_expression_and_head_rotation():
     assert transl.tolist() == [0.0, 0.0, 0.0]
 
 
-def test_a_sequence_plays_relative_to_its_mean_head_pose(avatar):
-    app = Collection.open(avatar.collection, verify_images="none").appearance("long_auburn")
+def test_a_sequence_plays_relative_to_its_mean_head_pose(tiny_avatar):
+    app = Collection.open(tiny_avatar.collection, verify_images="none").appearance("long_auburn")
     seq = Sequence.of(app)
     mean = Rotation.from_rotvec(seq.rotations[:, 0]).mean()
     assert mean.magnitude() < 1e-6 and np.abs(seq.transl.mean(0)).max() < 1e-6

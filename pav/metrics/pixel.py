@@ -1,4 +1,4 @@
-"""Image metrics on float images in [0, 1]: PSNR and SSIM (Gaussian window 11, sigma 1.5)."""
+"""Pixel metrics on float images in [0, 1]: PSNR and SSIM (Gaussian window 11, sigma 1.5)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def check_pair(pred: Tensor, target: Tensor, metric: str) -> None:
+    """Refuses a prediction and a truth of different shapes (or not [..., H, W, 3]) with both shapes named."""
+    if pred.shape != target.shape:
+        raise ValueError(f"{metric}: prediction and truth differ in size: prediction {tuple(pred.shape)}, "
+                         f"truth {tuple(target.shape)} (expected the same [H, W, 3])")
+    if pred.dim() < 3 or pred.shape[-1] != 3:
+        raise ValueError(f"{metric}: images must be [H, W, 3] (or [N, H, W, 3]), got {tuple(pred.shape)}")
+
+
+def on_white(rgb: Tensor, alpha: Tensor) -> Tensor:
+    """An image [..., H, W, 3] composited over white with its mask [..., H, W] (both in [0, 1])."""
+    return rgb * alpha[..., None] + (1.0 - alpha[..., None])
+
+
 def psnr(pred: Tensor, target: Tensor) -> float:
-    """Peak signal-to-noise ratio in dB of images [..., 3] in [0, 1]."""
+    """Peak signal-to-noise ratio in dB of images [..., H, W, 3] in [0, 1] (the prediction is clamped)."""
+    check_pair(pred, target, "psnr")
     mse = float(((pred.clamp(0, 1) - target) ** 2).mean())
     return math.inf if mse == 0 else -10.0 * math.log10(mse)
 
@@ -23,8 +38,11 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
 
 def ssim(pred: Tensor, target: Tensor) -> float:
     """Structural similarity of images [H, W, 3] in [0, 1], averaged over channels (valid windows only)."""
-    if pred.shape != target.shape or pred.dim() != 3:
-        raise ValueError(f"ssim: images must share shape [H, W, C], got {tuple(pred.shape)} and {tuple(target.shape)}")
+    check_pair(pred, target, "ssim")
+    if pred.dim() != 3:
+        raise ValueError(f"ssim: images must be [H, W, 3], got {tuple(pred.shape)}")
+    if min(pred.shape[:2]) < 11:
+        raise ValueError(f"ssim: images of {pred.shape[1]}x{pred.shape[0]} are smaller than the 11-pixel window")
     g = _gaussian_window().to(pred.device)
     c = pred.shape[-1]
     x = pred.clamp(0, 1).permute(2, 0, 1)[None].double()  # [1, C, H, W]

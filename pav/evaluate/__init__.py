@@ -1,0 +1,12 @@
+"""`python -m pav.evaluate ckpt=PATH [split=test|cross out=DIR size=0 views=0 collection=DIR device=auto]`.
+
+Renders the held-out views of a checkpoint's collection (split=test), or for a synthetic collection every
+appearance j in the held-out poses and camera of every other video k (split=cross, scored against the generator's
+ground truth), and writes metrics.json, metrics.md (PSNR, SSIM, LPIPS, DISTS, FID per appearance and overall)
+and error_maps/<appearance>.png.
+"""
+
+from .job import EvaluateConfig, EvaluateError
+from .run import evaluate
+
+__all__ = ["EvaluateConfig", "EvaluateError", "evaluate"]

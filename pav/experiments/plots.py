@@ -1,0 +1,58 @@
+"""PNG plots of a protocol: held-out PSNR against training steps per model, one bar chart per metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..evaluate.report import LABELS
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(results: dict, path: Path) -> Path | None:
+    """Validation PSNR (the training log's val/psnr) against steps, one line per model; None without any point."""
+    curves = {name: r.curve for name, r in results.items() if r.curve}
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for name, points in curves.items():
+        steps, values = zip(*points, strict=True)
+        ax.plot(steps, values, marker="o", markersize=3, label=name)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("held-out PSNR (dB, validation views)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(values: dict[str, dict[str, float | str]], folder: Path, protocol: str) -> list[Path]:
+    """One bar chart per metric whose values are all numbers: <folder>/<protocol>_<metric>.png."""
+    plt = _pyplot()
+    paths = []
+    for metric, bars in values.items():
+        if not bars or any(isinstance(v, str) for v in bars.values()):
+            continue  # unavailable somewhere: the markdown says why, no chart pretends otherwise
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(bars) + 1.5), 3.6), dpi=100)
+        labels = list(bars)
+        colours = ["#dd8452" if k.endswith("pav") else "#4c72b0" for k in labels]  # PAV orange, others blue
+        ax.bar(range(len(bars)), [bars[k] for k in labels], color=colours)
+        ax.set_xticks(range(len(bars)), labels, fontsize=7)
+        ax.set_ylabel(LABELS[metric])
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        path = folder / f"{protocol}_{metric}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,106 @@
+"""The paper's two protocols with one training budget for every model, written as results/<data>/<protocol>.md.
+
+a: insta, pav_glo, pav_no_offset and pav, each one model for all appearances.
+b: one insta model per appearance against one pav model for all of them, with the efficiency table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import MISSING
+
+from .plots import plot_bars, plot_curves
+from .runs import BUDGETS, Run, RunResult, ensure_collection, shared_overrides, single_appearance, train_and_evaluate
+from .tables import protocol_a_markdown, protocol_b_markdown
+
+PROTOCOLS = ("a", "b")
+VARIANTS_A = ("insta", "pav_glo", "pav_no_offset", "pav")
+
+
+@dataclass
+class ExperimentsConfig:
+    protocol: str = MISSING  # a | b
+    data: str = "synthetic"  # configs/data/<data>.yaml
+    budget: str = "demo"  # smoke | demo | paper (configs/trainer presets), the same for every model
+    out: str = "results"
+    root: str = ""  # the collection; default: the data config's data.root
+    steps: int = 0  # training steps of every model; 0: the budget's
+    eval_size: int = 0  # longest side of the scored images; 0: the collection's size
+    eval_views: int = 0  # held-out views per appearance scored; 0: all
+    device: str = "auto"
+    overrides: list[str] = field(default_factory=list)  # further training overrides shared by every model
+
+
+class ExperimentsError(ValueError):
+    """Experiments that cannot start: an unknown protocol, budget or data config."""
+
+
+def check(cfg: ExperimentsConfig, configs: Path) -> None:
+    problems = []
+    if cfg.protocol not in PROTOCOLS:
+        problems.append(f"protocol={cfg.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if cfg.budget not in BUDGETS:
+        problems.append(f"budget={cfg.budget!r} is not one of {', '.join(BUDGETS)}")
+    data_names = sorted(p.stem for p in (configs / "data").glob("*.yaml"))
+    if cfg.data not in data_names:
+        problems.append(f"data={cfg.data!r} is not one of {', '.join(data_names)}")
+    if cfg.steps < 0 or cfg.eval_size < 0 or cfg.eval_views < 0:
+        problems.append("steps, eval_size and eval_views must be 0 or more")
+    if problems:
+        raise ExperimentsError("; ".join(problems))
+
+
+def run_protocol(cfg: ExperimentsConfig) -> Path:
+    """Trains and evaluates the protocol's models (skipping finished ones); returns the markdown's path."""
+    from .runs import REPO_CONFIGS
+
+    check(cfg, REPO_CONFIGS)
+    base = Path(cfg.out) / cfg.data
+    runs_dir = base / "runs"
+    shared = shared_overrides(cfg.data, cfg.budget, cfg.steps, list(cfg.overrides))
+    root = [f"data.root={cfg.root}"] if cfg.root else []
+    eval_cfg = {"size": cfg.eval_size, "views": cfg.eval_views, "device": cfg.device}
+    pav = Run("pav", "pav", runs_dir / "pav", root)
+    if cfg.protocol == "a":
+        runs = [Run(v, v, runs_dir / v, root) for v in VARIANTS_A]
+        results = [train_and_evaluate(r, shared, eval_cfg) for r in runs]
+        markdown = protocol_a_markdown(results, cfg)
+        groups = {r.name: r for r in results}
+    else:
+        collection = ensure_collection([*shared, *root])
+        singles = []
+        for name in collection.appearance_names:
+            folder = single_appearance(collection, name, base / "collections" / name)
+            singles.append(Run(f"insta_{name}", "insta", runs_dir / f"insta_{name}",
+                               [f"data.root={folder.resolve()}", "data.generate=null"]))
+        insta = [train_and_evaluate(r, shared, eval_cfg) for r in singles]
+        joint = train_and_evaluate(pav, shared, eval_cfg)
+        markdown = protocol_b_markdown(insta, joint, collection.appearance_names, cfg)
+        groups = {**{r.name: r for r in insta}, "pav": joint}
+    path = base / f"{cfg.protocol}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plots = [plot_curves(groups, base / f"{cfg.protocol}_psnr_steps.png")]
+    plots += plot_bars(_bar_values(cfg.protocol, groups), base, cfg.protocol)
+    lines = [markdown, "", "Plots:", ""] + [f"![{p.stem}]({p.name})" for p in plots if p is not None]
+    path.write_text("\n".join(lines) + "\n")
+    print(f"[pav] protocol {cfg.protocol} on {cfg.data} ({cfg.budget}) -> {path}")
+    return path
+
+
+def _bar_values(protocol: str, groups: dict[str, RunResult]) -> dict[str, dict[str, float | str]]:
+    """metric -> {bar label: value or "unavailable: ..."}: overall per variant (a), per appearance (b)."""
+    from ..metrics import METRICS
+
+    out: dict[str, dict[str, float | str]] = {m: {} for m in METRICS}
+    for name, result in groups.items():
+        if protocol == "a":
+            for m in METRICS:
+                out[m][name] = result.scores["overall"][m]
+        else:
+            for app, row in result.scores["per_appearance"].items():
+                label = f"{app}\n{'pav' if name == 'pav' else 'insta'}"
+                for m in METRICS:
+                    out[m][label] = row[m]
+    return out

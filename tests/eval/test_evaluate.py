@@ -1,0 +1,97 @@
+"""`python -m pav.evaluate` and `python -m pav.experiments` on the shared tiny checkpoint and collection."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pav.config import ConfigError, parse_overrides
+from pav.evaluate import EvaluateConfig, EvaluateError, evaluate
+from pav.evaluate.__main__ import main
+from pav.experiments import ExperimentsConfig, run_protocol
+from pav.metrics.weights import ALEXNET_FILE
+
+NAMES = ["short_dark", "long_auburn"]
+TINY = ["render.max_samples=32", "data.rays_per_batch=64", "data.eval_size=16", "data.eval_views_per_appearance=1",
+        "data.val_size=16", "checkpoint_every=1000", "model.log2_hashmap_size=10", "model.texture_size=16",
+        "render.grid_resolution=16", "model.finest_resolution=64"]
+
+
+@pytest.fixture
+def empty_hub(tmp_path):
+    before = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    yield
+    torch.hub.set_dir(before)
+
+
+def run_eval(avatar, out, *options):
+    return evaluate(parse_overrides(EvaluateConfig, [f"ckpt={avatar.ckpt}", f"out={out}", "device=cpu",
+                                                      "progress=false", *options]))
+
+
+@pytest.mark.parametrize("split", ["test", "cross"])
+def test_evaluate_writes_every_file(tiny_avatar, tmp_path, empty_hub, split):
+    result = run_eval(tiny_avatar, tmp_path, f"split={split}")
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["split"] == split and list(saved["scores"]["per_appearance"]) == NAMES
+    for row in (*saved["scores"]["per_appearance"].values(), saved["scores"]["overall"]):
+        assert isinstance(row["psnr"], float) and isinstance(row["ssim"], float)
+        assert row["lpips"].startswith("unavailable: ") and ALEXNET_FILE in row["lpips"]
+        assert isinstance(row["fid"], float) or row["fid"].startswith("unavailable: ")
+    markdown = (tmp_path / "metrics.md").read_text()
+    assert all(f"| {name} |" in markdown for name in NAMES) and "| **overall** |" in markdown
+    assert f"LPIPS unavailable: lpips needs {torch.hub.get_dir()}/checkpoints/{ALEXNET_FILE}" in markdown
+    for name in NAMES:
+        panel = np.asarray(Image.open(tmp_path / "error_maps" / f"{name}.png"))
+        assert panel.shape[1] == 3 * panel.shape[0] and panel.shape[0] >= 256  # prediction | truth | error
+    assert result["image_size"] == [32, 32]
+    if split == "cross":  # every row is one appearance drawn in the other video's poses
+        assert " as " in saved["error_maps"]["short_dark"]["view"]
+
+
+def test_missing_checkpoint_or_collection_is_named(tiny_avatar, tmp_path):
+    with pytest.raises(EvaluateError, match="no such checkpoint"):
+        run_eval(type(tiny_avatar)(tmp_path / "none.ckpt", tmp_path), tmp_path)
+    with pytest.raises(EvaluateError, match=f"collection {tmp_path / 'gone'} .* pass collection=DIR"):
+        run_eval(tiny_avatar, tmp_path, f"collection={tmp_path / 'gone'}")
+    with pytest.raises(SystemExit, match="python -m pav.evaluate: .*no such checkpoint"):
+        main([f"ckpt={tmp_path / 'none.ckpt'}"])
+    with pytest.raises(ConfigError, match="splt"):  # a mistyped key fails at start
+        main([f"ckpt={tiny_avatar.ckpt}", "splt=cross"])
+    with pytest.raises(EvaluateError, match="split='train' is not one of test, cross"):
+        run_eval(tiny_avatar, tmp_path, "split=train")
+
+
+def test_cross_split_without_ground_truth_says_so(tiny_avatar, tmp_path):
+    root = tmp_path / "no_cross"
+    shutil.copytree(tiny_avatar.collection, root, ignore=shutil.ignore_patterns("cross"))
+    meta = json.loads((root / "collection.json").read_text())
+    (root / "collection.json").write_text(json.dumps({**meta, "cross": []}))
+    with pytest.raises(EvaluateError, match="no cross-appearance ground truth .* use split=test"):
+        run_eval(tiny_avatar, tmp_path / "out", "split=cross", f"collection={root}")
+
+
+def test_experiments_write_both_protocols_and_skip_finished_models(tiny_avatar, tmp_path, empty_hub):
+    def protocol(name):
+        return run_protocol(ExperimentsConfig(protocol=name, budget="smoke", out=str(tmp_path),
+                                              root=str(tiny_avatar.collection), steps=2, eval_size=16, eval_views=1,
+                                              device="cpu", overrides=TINY))
+
+    b = protocol("b").read_text()
+    for name in NAMES:
+        assert f"| {name} |" in b
+    assert "| INSTA per appearance | 2 |" in b and "| PAV | 1 |" in b and "| **mean** |" in b
+    pav_checkpoint = tmp_path / "synthetic" / "runs" / "pav" / "checkpoints" / "last.ckpt"
+    stamp = pav_checkpoint.stat().st_mtime_ns
+    a = protocol("a").read_text()  # pav is protocol b's model: skipped, not retrained
+    assert pav_checkpoint.stat().st_mtime_ns == stamp
+    for variant in ("insta", "pav_glo", "pav_no_offset", "pav"):
+        assert f"| {variant} |" in a
+    assert "unavailable" in a and "LPIPS unavailable" in a
+    for png in ("a_psnr_steps.png", "a_psnr.png", "b_psnr_steps.png", "b_psnr.png"):
+        assert (tmp_path / "synthetic" / png).stat().st_size > 0
+    assert not (tmp_path / "synthetic" / "a_lpips.png").exists()  # no chart for an unavailable metric
