@@ -14,10 +14,9 @@ import torch
 from omegaconf import MISSING, OmegaConf
 from PIL import Image
 
-from ..checkpoint import load_avatar
 from ..data.datamodule import AvatarDataModule, View
 from ..deform.frames import FrameSet
-from ..render.job import DEFAULT_CHUNK, DEVICES, open_collection
+from ..render.job import DEVICES, RenderError, open_checkpoint, open_collection
 from ..render.renderer import AvatarRenderer
 from ..system import AvatarMeta
 
@@ -131,15 +130,13 @@ def prepare(cfg: EvaluateConfig) -> EvaluateJob:
     from ..training import typed_config
 
     check_options(cfg)
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
     try:
-        renderer, meta, config = load_avatar(cfg.ckpt, device)
+        renderer, meta, config = open_checkpoint(cfg.ckpt, cfg.device, cfg.chunk)
         root = cfg.collection or config["data"]["root"]
         open_collection(root, cfg.ckpt, meta.appearance_names[0], meta.n_expr)
-    except (FileNotFoundError, ValueError) as err:  # RenderError is a ValueError
+    except RenderError as err:
         raise EvaluateError(str(err)) from None
-    renderer.cfg = dataclasses.replace(renderer.cfg, chunk_rays=cfg.chunk or DEFAULT_CHUNK[device.type])
+    device = renderer.field.box_min.device
     typed = typed_config(OmegaConf.create(config))
     data = dataclasses.replace(typed.data, root=root, generate=None, verify_images="none",
                                head_model=cfg.head_model or meta.head_model)
