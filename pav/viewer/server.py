@@ -2,8 +2,8 @@
 
 One thread renders for every connected tab in turn, the tab waiting longest first. A change (camera, control,
 the next frame of a playing sequence) is answered with a small preview image at once; once nothing has changed for
-`settle` seconds the view is rendered again at the tab's resolution, and that refinement is dropped between chunks
-of rays as soon as the user moves again.
+`settle` seconds the view is rendered again at twice the rows, and again, up to the tab's resolution. A refinement
+is dropped between chunks of rays as soon as the user moves again.
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ class Viewer:
             if shown is None or shown.wanted != wanted:
                 return panel, wanted, preview
             settled = now - panel.input_at >= self.cfg.settle and not panel.playing
-            if not shown.refined and settled:
-                return panel, wanted, wanted.height
+            if not shown.refined and settled:  # doubling: a sharper image soon, the full one later
+                return panel, wanted, min(2 * shown.height, wanted.height)
         return None
 
     def _loop(self) -> None:
