@@ -6,6 +6,7 @@ camera; the render loop reads `Panel.wanted()` and never touches viser's widgets
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -78,8 +79,12 @@ class Panel:
         self._on_input()
 
     def _camera_moved(self, camera: viser.CameraHandle) -> None:
+        if camera.image_width <= 0 or camera.image_height <= 0 or not 0.0 < camera.fov < math.pi:
+            return  # a hidden or closing canvas: nothing to draw for it
         seen = BrowserCamera(tuple(float(v) for v in camera.wxyz), tuple(float(v) for v in camera.position),
                              float(camera.fov), float(camera.aspect))
+        if not all(math.isfinite(v) for v in (*seen.wxyz, *seen.position)):
+            return  # NaN never equals itself: such a view would be redrawn forever
         with self._lock:
             self._camera = seen
         self._touched()

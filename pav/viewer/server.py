@@ -1,6 +1,7 @@
 """The viser server and its render loop.
 
-One thread renders for every connected tab in turn, the tab waiting longest first. A change (camera, control,
+One thread renders for every connected tab in turn: of the tabs that need an image, the one served longest ago
+goes first, so a playing tab cannot starve the others. A change (camera, control,
 the next frame of a playing sequence) is answered with a small preview image at once; once nothing has changed for
 `settle` seconds the view is rendered again at twice the rows, and again, up to the tab's resolution. A refinement
 is dropped between chunks of rays as soon as the user moves again.
@@ -63,6 +64,8 @@ class Viewer:
         self.history: list[Shown] = []  # every image sent, oldest first
         self._panels: dict[int, Panel] = {}
         self._last: dict[int, Shown] = {}
+        self._served_at: dict[int, float] = {}  # when each tab last got an image (or a failed try)
+        self._failed: dict[int, Wanted] = {}  # a view whose render raised is not retried until the tab changes
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
@@ -92,6 +95,8 @@ class Viewer:
         with self._lock:
             self._panels.pop(client.client_id, None)
             self._last.pop(client.client_id, None)
+            self._failed.pop(client.client_id, None)
+            self._served_at.pop(client.client_id, None)
 
     def stop(self) -> None:
         self._stopping = True
@@ -99,20 +104,32 @@ class Viewer:
         self._thread.join(timeout=30)
         self.server.stop()
 
-    def idle(self) -> bool:
-        """At least one tab is connected, and every tab shows its current view refined (none is playing)."""
+    def pending(self) -> list[str]:
+        """What keeps each tab from being idle (empty when every tab shows its current view refined)."""
         now = time.monotonic()
         with self._lock:
             panels = dict(self._panels)
             last = dict(self._last)
         if not panels:
-            return False
+            return ["no tab is connected"]
+        waiting = []
         for client_id, panel in panels.items():
-            wanted = panel.wanted(now)
-            shown = last.get(client_id)
-            if wanted is None or panel.playing or shown is None or shown.wanted != wanted or not shown.refined:
-                return False
-        return True
+            wanted, shown = panel.wanted(now), last.get(client_id)
+            if wanted is None:
+                waiting.append(f"tab {client_id}: no camera reported yet")
+            elif self._failed.get(client_id) == wanted:
+                waiting.append(f"tab {client_id}: its view failed to render")
+            elif panel.playing:
+                waiting.append(f"tab {client_id}: playing")
+            elif shown is None or shown.wanted != wanted:
+                waiting.append(f"tab {client_id}: its current view has not been sent")
+            elif not shown.refined:
+                waiting.append(f"tab {client_id}: sent at {shown.height} of {wanted.height} rows")
+        return waiting
+
+    def idle(self) -> bool:
+        """At least one tab is connected, and every tab shows its current view refined (none is playing)."""
+        return not self.pending()
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -123,13 +140,15 @@ class Viewer:
         return False
 
     def _next_job(self, now: float) -> tuple[Panel, Wanted, int] | None:
-        """The tab waiting longest and the image height it gets, or None when every tab is up to date."""
+        """The tab served longest ago among those needing an image and the height it gets; None when every tab
+        is up to date."""
         with self._lock:
-            panels = sorted(self._panels.values(), key=lambda p: p.input_at)
+            panels = sorted(self._panels.values(), key=lambda p: self._served_at.get(p.client.client_id, 0.0))
             last = dict(self._last)
+            failed = dict(self._failed)
         for panel in panels:
             wanted = panel.wanted(now)
-            if wanted is None:
+            if wanted is None or failed.get(panel.client.client_id) == wanted:
                 continue
             shown = last.get(panel.client.client_id)
             preview = min(self.cfg.preview, wanted.height)
@@ -147,11 +166,16 @@ class Viewer:
                 self._wake.wait(timeout=self.cfg.settle / 4)
                 self._wake.clear()
                 continue
+            panel, wanted, height = job
+            with self._lock:
+                self._served_at[panel.client.client_id] = time.monotonic()
             try:
-                self._render(*job)
-            except Exception:  # noqa: BLE001 - one bad frame must not end the viewer for every tab
+                self._render(panel, wanted, height)
+            except Exception as err:  # noqa: BLE001 - one tab's bad view must not stop the others
                 traceback.print_exc()
-                time.sleep(0.5)
+                with self._lock:
+                    self._failed[panel.client.client_id] = wanted
+                panel.status.content = f"render failed: {err}"
 
     def _render(self, panel: Panel, wanted: Wanted, height: int) -> None:
         start = time.monotonic()

@@ -1,5 +1,5 @@
 """The viewer driven by headless Chromium: the canvas shows the avatar, the appearance control changes it, several
-tabs are served at once, and Play animates it."""
+tabs are served at once, and Play animates it without starving other tabs."""
 
 import time
 
@@ -24,7 +24,7 @@ def darkened(scene: np.ndarray) -> float:
 def viewer(contrasting_avatar):
     avatar = contrasting_avatar
     loaded = load_viewer_avatar(str(avatar.ckpt), "cpu", collection=str(avatar.collection))
-    served = Viewer(loaded, ViewerConfig(ckpt=str(avatar.ckpt), port=0, size=96, preview=32, settle=0.1, fps=10))
+    served = Viewer(loaded, ViewerConfig(ckpt=str(avatar.ckpt), port=0, size=96, preview=32, settle=0.1, fps=500))
     yield served
     served.stop()
 
@@ -37,7 +37,7 @@ def browser():
 
 def test_the_canvas_shows_the_avatar_and_the_appearance_control_changes_it(viewer, browser, tmp_path):
     tab = browser.open(viewer.url)
-    assert viewer.wait_idle(60), "the first view was never refined"
+    assert viewer.wait_idle(60), viewer.pending()
     time.sleep(0.3)  # the image reaches the canvas after it leaves the server
     tab.dismiss_notices()
     Image.fromarray(tab.screenshot()).save(tmp_path / "viewer.png")
@@ -45,7 +45,7 @@ def test_the_canvas_shows_the_avatar_and_the_appearance_control_changes_it(viewe
     assert darkened(before) > 0.05, "the canvas is blank"
     tab.choose("Appearance", "long_auburn")
     after, _ = tab.wait_for_change(before, timeout=30)
-    assert viewer.wait_idle(60)
+    assert viewer.wait_idle(60), viewer.pending()
     shown = viewer.history[-1]
     assert shown.wanted.appearance == 1 and shown.refined
     assert (shown.height, shown.width) == (96, round(96 * 1000 / 700))
@@ -57,10 +57,10 @@ def test_the_canvas_shows_the_avatar_and_the_appearance_control_changes_it(viewe
 
 def test_two_tabs_are_served_each_with_its_own_appearance(viewer, browser):
     tabs = [browser.open(viewer.url), browser.open(viewer.url)]
-    assert viewer.wait_idle(60)
+    assert viewer.wait_idle(60), viewer.pending()
     tabs[1].choose("Appearance", "long_auburn")
     time.sleep(0.2)
-    assert viewer.wait_idle(60)
+    assert viewer.wait_idle(60), viewer.pending()
     latest = {s.client_id: s for s in viewer.history}
     shown = [latest[c].wanted.appearance for c in sorted(latest)[-2:]]
     assert shown == [0, 1]
@@ -70,7 +70,7 @@ def test_two_tabs_are_served_each_with_its_own_appearance(viewer, browser):
 
 def test_play_animates_the_avatar_with_a_sequence(viewer, browser):
     tab = browser.open(viewer.url)
-    assert viewer.wait_idle(60)
+    assert viewer.wait_idle(60), viewer.pending()
     client = viewer.history[-1].client_id
     sent = len(viewer.history)
     tab.click("Play")
@@ -80,6 +80,16 @@ def test_play_animates_the_avatar_with_a_sequence(viewer, browser):
         time.sleep(0.1)
         played = {s.wanted.t for s in viewer.history[sent:] if s.client_id == client and s.wanted.sequence}
     assert len(played) >= 3, f"frames played: {sorted(played)}"
+    # at 500 frames/s the playing tab always wants a new frame: a tab opened meanwhile must still be served
+    other = browser.open(viewer.url)
+    other.choose("Appearance", "long_auburn")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(s.client_id != client and s.wanted.appearance == 1
+                                                  for s in viewer.history[sent:]):
+        time.sleep(0.1)
+    assert any(s.client_id != client and s.wanted.appearance == 1 for s in viewer.history[sent:]), \
+        "the playing tab starved the other one"
     tab.click("Pause")
-    assert viewer.wait_idle(60)
+    assert viewer.wait_idle(60), viewer.pending()
     tab.page.close()
+    other.page.close()
