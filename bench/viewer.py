@@ -97,7 +97,7 @@ def main(argv=None) -> None:
                     shot = Image.fromarray(tab.screenshot())
                     shot = shot.resize((SCREENSHOT_WIDTH, round(shot.height * SCREENSHOT_WIDTH / shot.width)),
                                        Image.LANCZOS)
-                    shot.save(cfg.screenshot, optimize=True)
+                    shot.quantize(256).save(cfg.screenshot, optimize=True)  # a palette keeps the PNG small
                     print(f"screenshot -> {cfg.screenshot}")
                 if avatar.sequences:
                     sent = len(viewer.history)
