@@ -20,6 +20,8 @@ from omegaconf import MISSING
 from .avatar import ViewerAvatar
 from .panel import Panel, Wanted
 
+HISTORY_LIMIT = 100_000  # image records kept (a few hundred bytes each)
+
 
 @dataclass
 class ViewerConfig:
@@ -61,7 +63,7 @@ class Viewer:
         self.avatar = avatar
         self.cfg = cfg
         self.size = cfg.size or (512 if avatar.device.type == "cuda" else 256)
-        self.history: list[Shown] = []  # every image sent, oldest first
+        self.history: list[Shown] = []  # images sent, oldest first (the last HISTORY_LIMIT at most)
         self._panels: dict[int, Panel] = {}
         self._last: dict[int, Shown] = {}
         self._served_at: dict[int, float] = {}  # when each tab last got an image (or a failed try)
@@ -198,3 +200,5 @@ class Viewer:
             if panel.client.client_id in self._panels:
                 self._last[panel.client.client_id] = shown
             self.history.append(shown)
+            if len(self.history) > HISTORY_LIMIT:  # hours of playback: keep the recent half
+                del self.history[:HISTORY_LIMIT // 2]
