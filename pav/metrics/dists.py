@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .backbones import vgg16_features
 from .pixel import check_pair
-from .weights import DISTS_FILE, VGG16_FILE, MetricUnavailable, load_into, load_state
+from .weights import DISTS_FILE, VGG16_FILE, MetricUnavailable, load_into, load_state, network_distance
 
 STAGES = ((0, 4), (5, 9), (10, 16), (17, 23), (24, 30))  # VGG16 feature index ranges, pools between them
 CHANNELS = (3, 64, 128, 256, 512, 512)
@@ -99,10 +99,4 @@ def dists(pred: Tensor, target: Tensor) -> float:
     the weights or for images under 16 pixels on a side."""
     check_pair(pred, target, "dists")
     net = _network(torch.hub.get_dir())  # missing weights are the first reason given
-    if min(pred.shape[-3:-1]) < MIN_SIDE:
-        raise MetricUnavailable(f"dists needs images of at least {MIN_SIDE} px on a side, got "
-                                f"{pred.shape[-2]}x{pred.shape[-3]}")
-    x = pred.clamp(0, 1).reshape(-1, *pred.shape[-3:]).permute(0, 3, 1, 2).float()  # [N, 3, H, W]
-    y = target.reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2).float()
-    with torch.no_grad():
-        return float(net.to(x.device)(x, y).mean())
+    return network_distance(net, pred, target, "dists", MIN_SIDE)

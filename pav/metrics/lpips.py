@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .backbones import alexnet_features
 from .pixel import check_pair
-from .weights import ALEXNET_FILE, LPIPS_HEADS_FILE, MetricUnavailable, load_into, load_state
+from .weights import ALEXNET_FILE, LPIPS_HEADS_FILE, load_into, load_state, network_distance
 
 TAPS = (1, 4, 7, 9, 11)  # AlexNet feature indices whose outputs are compared
 CHANNELS = (64, 192, 384, 256, 256)
@@ -74,10 +74,4 @@ def lpips(pred: Tensor, target: Tensor) -> float:
     the weights or for images under 32 pixels on a side."""
     check_pair(pred, target, "lpips")
     net = _network(torch.hub.get_dir())  # missing weights are the first reason given
-    if min(pred.shape[-3:-1]) < MIN_SIDE:
-        raise MetricUnavailable(f"lpips needs images of at least {MIN_SIDE} px on a side, got "
-                                f"{pred.shape[-2]}x{pred.shape[-3]}")
-    x = pred.clamp(0, 1).reshape(-1, *pred.shape[-3:]).permute(0, 3, 1, 2).float()  # [N, 3, H, W]
-    y = target.reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2).float()
-    with torch.no_grad():
-        return float(net.to(x.device)(x, y).mean())
+    return network_distance(net, pred, target, "lpips", MIN_SIDE)

@@ -57,3 +57,15 @@ def load_into(module: torch.nn.Module, state: dict[str, Tensor], path: Path, met
         listed = (f"missing keys {missing[:4]}" if missing else "") + (f" shapes {wrong[:4]}" if wrong else "")
         raise MetricUnavailable(f"{metric}: {path} does not fit: {listed.strip()}")
     module.load_state_dict({k: state[k].float() for k in own})
+
+
+def network_distance(network: torch.nn.Module, pred: Tensor, target: Tensor, metric: str, min_side: int) -> float:
+    """Mean distance of a learned metric's network over images [H, W, 3] or [N, H, W, 3] in [0, 1] (already
+    checked to match); MetricUnavailable for images under min_side pixels on a side."""
+    if min(pred.shape[-3:-1]) < min_side:
+        raise MetricUnavailable(f"{metric} needs images of at least {min_side} px on a side, got "
+                                f"{pred.shape[-2]}x{pred.shape[-3]}")
+    x = pred.clamp(0, 1).reshape(-1, *pred.shape[-3:]).permute(0, 3, 1, 2).float()  # [N, 3, H, W]
+    y = target.reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        return float(network.to(x.device)(x, y).mean())

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..deform.frames import FrameSet
+from ..deform.frames import FrameSet, head_transforms
 from ..drive import appearance_camera
 from ..head.flame import FLAME
 from ..render.job import RenderError, load_head, open_checkpoint, open_collection
@@ -99,10 +99,11 @@ def load_viewer_avatar(ckpt: str, device: str = "auto", chunk: int = 0, collecti
             if name in opened:
                 sequences[name] = Sequence.of(opened.appearance(name))
         first = opened.appearance(meta.appearance_names[0])
-        pose = FrameSet.build(flame, meta.shape, torch.from_numpy(first.flame.expr[:1]).float(),
-                              torch.from_numpy(first.flame.rotations[:1]).float(),
-                              torch.from_numpy(first.flame.transl[:1]).float(), torch.zeros(1, dtype=torch.long))
-        start = start_view(appearance_camera(first, per_frame=False), pose.head_to_world[0].double().numpy(), centre)
+        _, head_to_world = head_transforms(flame, meta.shape[None].float(),
+                                           torch.from_numpy(first.flame.expr[:1]).float(),
+                                           torch.from_numpy(first.flame.rotations[:1]).float(),
+                                           torch.from_numpy(first.flame.transl[:1]).float())
+        start = start_view(appearance_camera(first, per_frame=False), head_to_world[0].double().numpy(), centre)
     else:
         print(f"[pav] collection {root} not found: no sequences to play (collection=DIR to add them)")
         size = float((meta.box_max - meta.box_min).max())

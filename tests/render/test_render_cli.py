@@ -2,8 +2,8 @@
 
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import imageio_ffmpeg
 import numpy as np
@@ -18,19 +18,13 @@ from pav.render.video import RenderError, RenderResult, RenderVideoConfig, rende
 NAMES = ["short_dark", "long_auburn"]
 
 
-@dataclass
-class Avatar:
-    ckpt: Path
-    collection: Path
-
-
 @pytest.fixture(scope="module")
-def avatar(tiny_avatar) -> Avatar:
+def avatar(tiny_avatar):
     """The shared tiny checkpoint (tests/conftest.py): 2 appearances x 4 frames at 32 px, 30 smoke steps."""
-    return Avatar(tiny_avatar.ckpt, tiny_avatar.collection)
+    return tiny_avatar
 
 
-def render(avatar: Avatar, out: Path, *options: str) -> RenderResult:
+def render(avatar, out: Path, *options: str) -> RenderResult:
     argv = [f"ckpt={avatar.ckpt}", f"out={out}", "device=cpu", *options]
     return render_video(parse_overrides(RenderVideoConfig, argv))
 
@@ -161,10 +155,10 @@ def test_a_moved_collection_is_named(avatar, tmp_path):
 
 def test_bad_options_fail_before_loading(tmp_path):
     with pytest.raises(RenderError, match="camera='sideways' is not one of source, front, orbit"):
-        render(Avatar(tmp_path / "none.ckpt", tmp_path), tmp_path / "x.mp4", "appearance=a", "drive=turntable",
+        render(SimpleNamespace(ckpt=tmp_path / "none.ckpt"), tmp_path / "x.mp4", "appearance=a", "drive=turntable",
                "camera=sideways")
     with pytest.raises(RenderError, match="no such checkpoint"):
-        render(Avatar(tmp_path / "none.ckpt", tmp_path), tmp_path / "x.mp4", "appearance=a", "drive=turntable")
+        render(SimpleNamespace(ckpt=tmp_path / "none.ckpt"), tmp_path / "x.mp4", "appearance=a", "drive=turntable")
 
 
 def test_module_entry_point_renders_an_orbit(avatar, tmp_path):
