@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
+from .figure import comparison_figure
 from .plots import plot_bars, plot_curves
 from .runs import BUDGETS, Run, RunResult, ensure_collection, shared_overrides, single_appearance, train_and_evaluate
 from .tables import protocol_a_markdown, protocol_b_markdown
@@ -68,6 +69,8 @@ def run_protocol(cfg: ExperimentsConfig) -> Path:
         results = [train_and_evaluate(r, shared, eval_cfg) for r in runs]
         markdown = protocol_a_markdown(results, cfg)
         groups = {r.name: r for r in results}
+        names = list(results[-1].scores["per_appearance"])
+        columns = {r.name: dict.fromkeys(names, r) for r in runs}
     else:
         collection = ensure_collection([*shared, *root])
         singles = []
@@ -79,10 +82,13 @@ def run_protocol(cfg: ExperimentsConfig) -> Path:
         joint = train_and_evaluate(pav, shared, eval_cfg)
         markdown = protocol_b_markdown(insta, joint, collection.appearance_names, cfg)
         groups = {**{r.name: r for r in insta}, "pav": joint}
+        columns = {"insta (own)": {r.name.removeprefix("insta_"): r for r in singles},
+                   "pav": dict.fromkeys(collection.appearance_names, pav)}
     path = base / f"{cfg.protocol}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     plots = [plot_curves(groups, base / f"{cfg.protocol}_psnr_steps.png")]
     plots += plot_bars(_bar_values(cfg.protocol, groups), base, cfg.protocol)
+    plots.append(comparison_figure(columns, pav, eval_cfg, base / f"{cfg.protocol}_error_maps.png"))
     lines = [markdown, "", "Plots:", ""] + [f"![{p.stem}]({p.name})" for p in plots if p is not None]
     path.write_text("\n".join(lines) + "\n")
     print(f"[pav] protocol {cfg.protocol} on {cfg.data} ({cfg.budget}) -> {path}")

@@ -95,3 +95,12 @@ def test_experiments_write_both_protocols_and_skip_finished_models(tiny_avatar, 
     for png in ("a_psnr_steps.png", "a_psnr.png", "b_psnr_steps.png", "b_psnr.png"):
         assert (tmp_path / "synthetic" / png).stat().st_size > 0
     assert not (tmp_path / "synthetic" / "a_lpips.png").exists()  # no chart for an unavailable metric
+    # Figure 3: per appearance a row of truth + predictions and a row of error maps, 128 px tiles
+    for png, models in (("a_error_maps.png", 4), ("b_error_maps.png", 2)):
+        figure = np.asarray(Image.open(tmp_path / "synthetic" / png).convert("RGB"))
+        assert figure.shape[0] == 2 * len(NAMES) * 128, png
+        tile_width = figure.shape[1] / (1 + models)
+        assert tile_width == round(tile_width) and 0.5 < tile_width / 128 < 2, (png, figure.shape)
+        truth = figure[40:128, : int(tile_width)]  # below the label
+        assert truth.std() > 5, f"{png}: the truth tile is blank"
+    assert "![a_error_maps](a_error_maps.png)" in a
