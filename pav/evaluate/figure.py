@@ -25,10 +25,14 @@ def heat(error: Tensor) -> Tensor:
     return torch.from_numpy(RAMP[low] * (1 - frac) + RAMP[low + 1] * frac)
 
 
+def error_heat(pred: Tensor, truth: Tensor) -> Tensor:
+    """pred, truth [H, W, 3] -> their mean absolute error over the channels as colours [H, W, 3]."""
+    return heat((pred - truth).abs().mean(-1) / ERROR_FULL_SCALE)
+
+
 def error_panel(pred: Tensor, truth: Tensor) -> np.ndarray:
     """pred, truth [H, W, 3] on white -> uint8 [H', 3 W', 3] prediction | truth | error heat map."""
-    error = (pred - truth).abs().mean(-1) / ERROR_FULL_SCALE  # [H, W]
-    tiles = [pred, truth, heat(error)]
+    tiles = [pred, truth, error_heat(pred, truth)]
     factor = max(1, -(-MIN_HEIGHT // pred.shape[0]))
     out = []
     for tile, label in zip(tiles, ("prediction", "truth", f"|error| (full scale {ERROR_FULL_SCALE})"), strict=True):

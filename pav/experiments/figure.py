@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..evaluate import EvaluateConfig
-from ..evaluate.figure import ERROR_FULL_SCALE, heat
+from ..evaluate.figure import error_heat
 from ..evaluate.job import prepare
 from ..evaluate.run import render_items
 from ..metrics.pixel import psnr
@@ -56,8 +56,7 @@ def comparison_figure(columns: dict[str, dict[str, Run]], reference: Run, eval_c
         for label, per_appearance in drawn.items():
             pred = per_appearance[appearance][0]
             top.append(_tile(pred, height, f"{label} {psnr(pred, truth):.1f} dB"))
-            error = (pred - truth).abs().mean(-1) / ERROR_FULL_SCALE  # [H, W]
-            bottom.append(_tile(heat(error), height, f"{label} |error|"))
+            bottom.append(_tile(error_heat(pred, truth), height, f"{label} |error|"))
         rows += [np.concatenate(top, 1), np.concatenate(bottom, 1)]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, 0)).quantize(256).save(path, optimize=True)
