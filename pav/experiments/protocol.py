@@ -1,7 +1,8 @@
 """The paper's two protocols with one training budget for every model, written as results/<data>/<protocol>.md.
 
 a: insta, pav_glo, pav_no_offset and pav, each one model for all appearances.
-b: one insta model per appearance against one pav model for all of them, with the efficiency table.
+b: one insta model per appearance against one pav model for all of them, with the efficiency table; where the
+   collection has the cross-appearance set, also each appearance in the other videos' poses and expressions.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from omegaconf import MISSING
 
 from .figure import comparison_figure
 from .plots import plot_bars, plot_curves
-from .runs import BUDGETS, Run, RunResult, ensure_collection, shared_overrides, single_appearance, train_and_evaluate
+from .runs import (
+    BUDGETS,
+    Run,
+    RunResult,
+    cross_evaluate,
+    ensure_collection,
+    shared_overrides,
+    single_appearance,
+    train_and_evaluate,
+)
 from .tables import protocol_a_markdown, protocol_b_markdown
 
 PROTOCOLS = ("a", "b")
@@ -80,7 +90,12 @@ def run_protocol(cfg: ExperimentsConfig) -> Path:
                                [f"data.root={folder.resolve()}", "data.generate=null"]))
         insta = [train_and_evaluate(r, shared, eval_cfg) for r in singles]
         joint = train_and_evaluate(pav, shared, eval_cfg)
-        markdown = protocol_b_markdown(insta, joint, collection.appearance_names, cfg)
+        cross = None
+        if collection.cross_pairs:  # the paper's protocol b also scores poses and expressions of other videos
+            per_pair = _views_per_pair(cfg.eval_views, collection.cross_pairs)
+            cross = ({r.name.removeprefix("insta_"): cross_evaluate(r, collection.root, eval_cfg, per_pair)
+                      for r in singles}, cross_evaluate(pav, collection.root, eval_cfg, per_pair))
+        markdown = protocol_b_markdown(insta, joint, collection.appearance_names, cfg, cross)
         groups = {**{r.name: r for r in insta}, "pav": joint}
         columns = {"insta (own)": {r.name.removeprefix("insta_"): r for r in singles},
                    "pav": dict.fromkeys(collection.appearance_names, pav)}
@@ -93,6 +108,14 @@ def run_protocol(cfg: ExperimentsConfig) -> Path:
     path.write_text("\n".join(lines) + "\n")
     print(f"[pav] protocol {cfg.protocol} on {cfg.data} ({cfg.budget}) -> {path}")
     return path
+
+
+def _views_per_pair(per_appearance: int, pairs: list[tuple[str, str]]) -> int:
+    """Cross views per (appearance, video) pair so that each appearance gets about `per_appearance`; 0: all."""
+    if not per_appearance:
+        return 0
+    videos = max(sum(1 for a, _ in pairs if a == name) for name, _ in pairs)
+    return max(1, -(-per_appearance // videos))
 
 
 def _bar_values(protocol: str, groups: dict[str, RunResult]) -> dict[str, dict[str, float | str]]:

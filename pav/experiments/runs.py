@@ -47,6 +47,10 @@ class Run:
     def eval_metrics(self) -> Path:
         return self.directory / "eval" / "test" / "metrics.json"
 
+    @property
+    def cross_metrics(self) -> Path:
+        return self.directory / "eval" / "cross" / "metrics.json"
+
     def done(self) -> bool:
         return self.checkpoint.exists() and self.train_metrics.exists() and self.eval_metrics.exists()
 
@@ -114,6 +118,14 @@ def train_and_evaluate(run: Run, shared: list[str], eval_cfg: dict) -> RunResult
     train = json.loads(run.train_metrics.read_text())
     scores = json.loads(run.eval_metrics.read_text())["scores"]
     return RunResult(run.name, train, scores, read_curve(run.directory), skipped)
+
+
+def cross_evaluate(run: Run, collection: Path, eval_cfg: dict, views_per_pair: int) -> dict:
+    """The run's scores on the cross-appearance set of `collection` (its appearances in every video's poses)."""
+    if not run.cross_metrics.exists():
+        evaluate(EvaluateConfig(ckpt=str(run.checkpoint), split="cross", collection=str(collection),
+                                out=str(run.cross_metrics.parent), **{**eval_cfg, "views": views_per_pair}))
+    return json.loads(run.cross_metrics.read_text())["scores"]
 
 
 def shared_overrides(data: str, budget: str, steps: int, extra: list[str]) -> list[str]:

@@ -54,23 +54,33 @@ def _mean(values: list) -> float | str:
     return text[0] if text else float(np.mean(values))
 
 
-def protocol_b_markdown(insta, pav, names: list[str], cfg) -> str:
-    lines = _header(cfg, "Protocol b: one INSTA per appearance against one PAV for all")
+def _versus(own: dict[str, dict], joint: dict[str, dict], names: list[str]) -> list[str]:
+    """Rows per appearance of each appearance's own INSTA against the one PAV, then their means."""
     cols = [f"{LABELS[m]} {who}" for m in METRICS for who in ("INSTA", "PAV")]
-    lines += ["| appearance | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-    by_app = {r.name.removeprefix("insta_"): r for r in insta}
+    lines = ["| appearance | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     rows = {m: {"INSTA": [], "PAV": []} for m in METRICS}
     for name in names:
-        own = by_app[name].scores["per_appearance"][name]
-        joint = pav.scores["per_appearance"][name]
         cells = []
         for m in METRICS:
-            rows[m]["INSTA"].append(own[m])
-            rows[m]["PAV"].append(joint[m])
-            cells += [cell(m, own[m]), cell(m, joint[m])]
+            rows[m]["INSTA"].append(own[name][m])
+            rows[m]["PAV"].append(joint[name][m])
+            cells += [cell(m, own[name][m]), cell(m, joint[name][m])]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| **mean** | " + " | ".join(f"**{cell(m, _mean(rows[m][who]))}**" for m in METRICS
                                               for who in ("INSTA", "PAV")) + " |")
+    return lines
+
+
+def protocol_b_markdown(insta, pav, names: list[str], cfg, cross: tuple[dict, dict] | None = None) -> str:
+    """`cross`: (appearance -> its INSTA's cross-set scores, PAV's cross-set scores), when the collection has one."""
+    lines = _header(cfg, "Protocol b: one INSTA per appearance against one PAV for all")
+    own = {r.name.removeprefix("insta_"): r.scores["per_appearance"][r.name.removeprefix("insta_")] for r in insta}
+    lines += _versus(own, pav.scores["per_appearance"], names)
+    if cross is not None:
+        insta_cross, pav_cross = cross
+        lines += ["", "Each appearance in the held-out poses, expressions and cameras of the other videos (the "
+                  "cross-appearance set, scored against the generator's truth):", ""]
+        lines += _versus({n: insta_cross[n]["per_appearance"][n] for n in names}, pav_cross["per_appearance"], names)
     t_insta = [r.train for r in insta]
     lines += ["", "Efficiency (INSTA: all per-appearance models together):", "",
               "| | models | train minutes | parameters | checkpoint MB |", "|---|---:|---:|---:|---:|",

@@ -85,6 +85,18 @@ def test_experiments_write_both_protocols_and_skip_finished_models(tiny_avatar, 
     for name in NAMES:
         assert f"| {name} |" in b
     assert "| INSTA per appearance | 2 |" in b and "| PAV | 1 |" in b and "| **mean** |" in b
+    # the tiny collection has the cross-appearance set: a second table, each appearance's own INSTA in other poses
+    assert "other videos (the cross-appearance set" in b and b.count("| **mean** |") == 2
+    runs = tmp_path / "synthetic" / "runs"
+    for name in NAMES:
+        assert b.count(f"| {name} |") == 2
+        cross = json.loads((runs / f"insta_{name}" / "eval" / "cross" / "metrics.json").read_text())
+        assert list(cross["scores"]["per_appearance"]) == [name]
+        assert " as " in cross["error_maps"][name]["view"]
+    # a one-appearance model is scored on the whole collection's test split only by mistake: refused
+    with pytest.raises(EvaluateError, match=r"trained on \['short_dark'\]; pass the right collection=DIR"):
+        run_eval(type(tiny_avatar)(runs / "insta_short_dark" / "checkpoints" / "last.ckpt", tiny_avatar.collection),
+                 tmp_path / "wrong", f"collection={tiny_avatar.collection}")
     pav_checkpoint = tmp_path / "synthetic" / "runs" / "pav" / "checkpoints" / "last.ckpt"
     stamp = pav_checkpoint.stat().st_mtime_ns
     a = protocol("a").read_text()  # pav is protocol b's model: skipped, not retrained
