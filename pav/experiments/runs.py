@@ -122,7 +122,8 @@ def train_and_evaluate(run: Run, shared: list[str], eval_cfg: dict) -> RunResult
 
 def cross_evaluate(run: Run, collection: Path, eval_cfg: dict, views_per_pair: int) -> dict:
     """The run's scores on the cross-appearance set of `collection` (its appearances in every video's poses)."""
-    if not run.cross_metrics.exists():
+    stale = not run.cross_metrics.exists() or run.cross_metrics.stat().st_mtime < run.checkpoint.stat().st_mtime
+    if stale:  # missing, or older than a retrained checkpoint
         evaluate(EvaluateConfig(ckpt=str(run.checkpoint), split="cross", collection=str(collection),
                                 out=str(run.cross_metrics.parent), **{**eval_cfg, "views": views_per_pair}))
     return json.loads(run.cross_metrics.read_text())["scores"]

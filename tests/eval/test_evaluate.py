@@ -1,6 +1,7 @@
 """`python -m pav.evaluate` and `python -m pav.experiments` on the shared tiny checkpoint and collection."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -116,3 +117,10 @@ def test_experiments_write_both_protocols_and_skip_finished_models(tiny_avatar, 
         truth = figure[40:128, : int(tile_width)]  # below the label
         assert truth.std() > 5, f"{png}: the truth tile is blank"
     assert "![a_error_maps](a_error_maps.png)" in a
+    # a retrained checkpoint is scored again on the cross set; an unchanged one is not
+    kept, renewed = (runs / f"insta_{NAMES[0]}" / "eval" / "cross" / "metrics.json",
+                     runs / "pav" / "eval" / "cross" / "metrics.json")
+    stamps = {p: p.stat().st_mtime_ns for p in (kept, renewed)}
+    os.utime(pav_checkpoint)
+    protocol("b")
+    assert kept.stat().st_mtime_ns == stamps[kept] and renewed.stat().st_mtime_ns > stamps[renewed]
