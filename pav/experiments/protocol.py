@@ -83,21 +83,21 @@ def run_protocol(cfg: ExperimentsConfig) -> Path:
         columns = {r.name: dict.fromkeys(names, r) for r in runs}
     else:
         collection = ensure_collection([*shared, *root])
-        singles = []
+        singles = {}  # appearance -> its own insta
         for name in collection.appearance_names:
             folder = single_appearance(collection, name, base / "collections" / name)
-            singles.append(Run(f"insta_{name}", "insta", runs_dir / f"insta_{name}",
-                               [f"data.root={folder.resolve()}", "data.generate=null"]))
-        insta = [train_and_evaluate(r, shared, eval_cfg) for r in singles]
+            singles[name] = Run(f"insta_{name}", "insta", runs_dir / f"insta_{name}",
+                                [f"data.root={folder.resolve()}", "data.generate=null"])
+        insta = {name: train_and_evaluate(r, shared, eval_cfg) for name, r in singles.items()}
         joint = train_and_evaluate(pav, shared, eval_cfg)
         cross = None
         if collection.cross_pairs:  # the paper's protocol b also scores poses and expressions of other videos
             per_pair = _views_per_pair(cfg.eval_views, collection.cross_pairs)
-            cross = ({r.name.removeprefix("insta_"): cross_evaluate(r, collection.root, eval_cfg, per_pair)
-                      for r in singles}, cross_evaluate(pav, collection.root, eval_cfg, per_pair))
-        markdown = protocol_b_markdown(insta, joint, collection.appearance_names, cfg, cross)
-        groups = {**{r.name: r for r in insta}, "pav": joint}
-        columns = {"insta (own)": {r.name.removeprefix("insta_"): r for r in singles},
+            cross = ({name: cross_evaluate(r, collection.root, eval_cfg, per_pair) for name, r in singles.items()},
+                     cross_evaluate(pav, collection.root, eval_cfg, per_pair))
+        markdown = protocol_b_markdown(insta, joint, cfg, cross)
+        groups = {**{r.name: r for r in insta.values()}, "pav": joint}
+        columns = {"insta (own)": singles,
                    "pav": dict.fromkeys(collection.appearance_names, pav)}
     path = base / f"{cfg.protocol}.md"
     path.parent.mkdir(parents=True, exist_ok=True)

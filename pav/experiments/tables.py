@@ -71,17 +71,19 @@ def _versus(own: dict[str, dict], joint: dict[str, dict], names: list[str]) -> l
     return lines
 
 
-def protocol_b_markdown(insta, pav, names: list[str], cfg, cross: tuple[dict, dict] | None = None) -> str:
-    """`cross`: (appearance -> its INSTA's cross-set scores, PAV's cross-set scores), when the collection has one."""
+def protocol_b_markdown(insta: dict, pav, cfg, cross: tuple[dict, dict] | None = None) -> str:
+    """insta: appearance -> its own INSTA's RunResult, in the collection's order; `cross`: (appearance -> its
+    INSTA's cross-set scores, PAV's cross-set scores), when the collection has one."""
     lines = _header(cfg, "Protocol b: one INSTA per appearance against one PAV for all")
-    own = {r.name.removeprefix("insta_"): r.scores["per_appearance"][r.name.removeprefix("insta_")] for r in insta}
+    names = list(insta)
+    own = {name: r.scores["per_appearance"][name] for name, r in insta.items()}
     lines += _versus(own, pav.scores["per_appearance"], names)
     if cross is not None:
         insta_cross, pav_cross = cross
         lines += ["", "Each appearance in the held-out poses, expressions and cameras of the other videos (the "
                   "cross-appearance set, scored against the generator's truth):", ""]
         lines += _versus({n: insta_cross[n]["per_appearance"][n] for n in names}, pav_cross["per_appearance"], names)
-    t_insta = [r.train for r in insta]
+    t_insta = [r.train for r in insta.values()]
     lines += ["", "Efficiency (INSTA: all per-appearance models together):", "",
               "| | models | train minutes | parameters | checkpoint MB |", "|---|---:|---:|---:|---:|",
               f"| INSTA per appearance | {len(insta)} | {sum(t['train_minutes'] for t in t_insta):.1f} | "
@@ -90,5 +92,5 @@ def protocol_b_markdown(insta, pav, names: list[str], cfg, cross: tuple[dict, di
               f"| PAV | 1 | {pav.train['train_minutes']:.1f} | {pav.train['parameters'] / 1e6:.2f} M | "
               f"{pav.train['checkpoint_mb']:.1f} |",
               "", "Means are over appearances (FID: the mean of the per-appearance FIDs).", "",
-              *_reasons([*insta, pav])]
+              *_reasons([*insta.values(), pav])]
     return "\n".join(lines).rstrip()
