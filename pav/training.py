@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     logger: str = "wandb"
     checkpoint_every: int = 200
+    require_cuda_ops: bool = True  # a GPU run refuses to start when pav._C has no CUDA kernels (false: host copies)
 
 
 # Hydra composes train.yaml onto this schema: every key of every dataclass can be overridden on the
@@ -75,6 +76,40 @@ def typed_config(cfg: DictConfig | dict) -> TrainConfig:
     if typed.data.root in ("???", "", None):
         raise ValueError(f"data.root is required for data={typed.data.name} (data.root=DIR)")
     return typed
+
+
+def _wants_cuda(trainer: TrainerConfig) -> bool:
+    accelerator = str(trainer.accelerator).lower()
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def check_accelerator(typed: TrainConfig) -> None:
+    """A GPU run stops at once, with the reason, when torch sees no GPU or pav._C lacks its CUDA kernels."""
+    if not _wants_cuda(typed.trainer):
+        return
+    preset = f"trainer={typed.trainer.name} (trainer.accelerator={typed.trainer.accelerator})"
+    if not torch.cuda.is_available():
+        cuda = torch.version.cuda or "none (a CPU build)"
+        raise RuntimeError(f"{preset} needs a CUDA GPU, but torch {torch.__version__} (CUDA {cuda}) sees none; "
+                           "use trainer=cpu, or install a CUDA build of torch")
+    if not typed.require_cuda_ops:
+        return
+    from .ops import _ext
+
+    reason = _ext.cuda_unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"{preset}: pav._C has no CUDA kernels ({reason}); the BVH would run on host copies, "
+                           "many times slower. Fix the build (python -m pav.ops.build verbose=true) or pass "
+                           "require_cuda_ops=false to train anyway")
+
+
+def _strategy(name: str):
+    """Lightning's strategy; DDP without the per-step buffer broadcast (every rank computes the same grid)."""
+    if name == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(broadcast_buffers=False)
+    return name
 
 
 def make_meta(dm: AvatarDataModule, model: ModelConfig) -> AvatarMeta:
@@ -130,7 +165,7 @@ def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(OmegaConf.structured(typed), resolve=True)
     L.seed_everything(typed.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision("high")
+    check_accelerator(typed)
 
     dm = AvatarDataModule(typed.data, typed.seed)
     dm.load(typed.loss.depth_regions)  # validates the collection: a bad one stops here, before any training
@@ -143,13 +178,20 @@ def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
         print(f"[pav] Resuming from {resume} at step {checkpoint_step(resume)}")
     trainer_args = dict(resolved["trainer"])
     trainer_args.pop("name")
+    trainer_args["strategy"] = _strategy(trainer_args["strategy"])
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                                   every_n_train_steps=typed.checkpoint_every)
     trainer = L.Trainer(**trainer_args, logger=_logger(typed.logger, run_dir, run_dir.name),
                         callbacks=[checkpoints], default_root_dir=str(run_dir), enable_model_summary=False,
                         use_distributed_sampler=False)  # every rank renders all validation views: same numbers
     start = time.time()
-    trainer.fit(system, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    # TF32 for the fields' MLPs on the GPU during the fit only; the geometry never goes through matmul (deform.mat3)
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        trainer.fit(system, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    finally:
+        torch.set_float32_matmul_precision(precision)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last)
     if trainer.global_rank != 0:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..ops.bvh import MeshBVH
+from .mat3 import inverse3, matmul3, matvec3
 
 DEFORM_MODES = ("rigid", "affine")
 
@@ -100,19 +101,19 @@ class Canonicalizer:
         posed_frame = triangle_frames(tri, self.mode)  # [N, 3, 3]
         if math.isfinite(self.inner_dist):
             normal = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
-            closest = torch.einsum("nc,nck->nk", bary, tri)
+            closest = (bary[:, :, None] * tri).sum(1)  # [N, 3]
             inside = ((points - closest) * normal).sum(-1) < 0
             valid &= ~(inside & (sqdist > self.inner_dist ** 2))
         if self.mode == "rigid":
-            to_canon = self.canon_frame[face] @ posed_frame.transpose(1, 2)  # [N, 3, 3]
+            to_canon = matmul3(self.canon_frame[face], posed_frame.transpose(1, 2))  # [N, 3, 3]
         else:
-            to_canon = self.canon_frame[face] @ torch.linalg.inv_ex(posed_frame)[0]
+            to_canon = matmul3(self.canon_frame[face], inverse3(posed_frame))
         local = points - tri[:, 0]
-        canon_points = self.canon_origin[face] + (to_canon @ local[:, :, None])[:, :, 0]  # [N, 3]
+        canon_points = self.canon_origin[face] + matvec3(to_canon, local)  # [N, 3]
         canon_dirs = None
         if dirs is not None:
-            canon_dirs = (to_canon @ dirs[:, :, None])[:, :, 0]
+            canon_dirs = matvec3(to_canon, dirs)
             canon_dirs = canon_dirs / canon_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        uv = torch.einsum("nc,nck->nk", bary, self.face_uv[face])  # [N, 2]
+        uv = (bary[:, :, None] * self.face_uv[face]).sum(1)  # [N, 2]
         face_idx = torch.where(valid, face_idx, torch.full_like(face_idx, -1))
         return CanonicalSamples(canon_points, canon_dirs, face_idx, bary, uv, valid)

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..head.flame import FLAME, axis_angle_to_matrix
 from ..ops.bvh import MeshBVH
+from .mat3 import matvec3
 
 
 def head_transforms(flame: FLAME, shape: Tensor, expr: Tensor, rotations: Tensor,
@@ -25,9 +26,9 @@ def head_transforms(flame: FLAME, shape: Tensor, expr: Tensor, rotations: Tensor
         out = flame(shape=shape, expr=expr, rotations=local_rot, transl=torch.zeros_like(transl))
     root = out.joints[:, 0]  # [B, 3] rest root joint (no global motion applied)
     rot = axis_angle_to_matrix(rotations[:, 0])  # [B, 3, 3]
-    head_to_world = torch.eye(4, dtype=rot.dtype).repeat(len(rot), 1, 1)
+    head_to_world = torch.eye(4, dtype=rot.dtype, device=rot.device).repeat(len(rot), 1, 1)
     head_to_world[:, :3, :3] = rot
-    head_to_world[:, :3, 3] = root - (rot @ root[:, :, None])[:, :, 0] + transl
+    head_to_world[:, :3, 3] = root - matvec3(rot, root) + transl
     return out.verts, head_to_world
 
 
@@ -73,6 +74,6 @@ class FrameSet:
         """Rays origins, dirs [R, 3] of frames frame_idx [R] -> head space."""
         m = self.head_to_world[frame_idx]  # [R, 4, 4]
         rot_t = m[:, :3, :3].transpose(1, 2)
-        head_origins = (rot_t @ (origins - m[:, :3, 3])[:, :, None])[:, :, 0]
-        head_dirs = (rot_t @ dirs[:, :, None])[:, :, 0]
+        head_origins = matvec3(rot_t, origins - m[:, :3, 3])
+        head_dirs = matvec3(rot_t, dirs)
         return head_origins, head_dirs

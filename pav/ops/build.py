@@ -21,7 +21,6 @@ class BuildConfig:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_overrides(BuildConfig, sys.argv[1:] if argv is None else argv, prog="python -m pav.ops.build")
-    with_cuda = _ext.cuda_build_possible()
     t0 = time.perf_counter()
     try:
         module = _ext.load(verbose=cfg.verbose)
@@ -29,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     ops = sorted(name for name in dir(module) if not name.startswith("_") and callable(getattr(module, name)))
-    print(f"pav._C ready in {time.perf_counter() - t0:.1f} s at {_ext.build_directory(with_cuda)}")
-    print(f"  CUDA: {'yes' if module.with_cuda else 'no'}; ops: {', '.join(ops)}")
+    toolchain = _ext.cuda_toolchain()[0] if module.with_cuda else None
+    print(f"pav._C ready in {time.perf_counter() - t0:.1f} s at {_ext.build_directory(toolchain)}")
+    cuda = f"yes ({', '.join(toolchain.archs)})" if toolchain else f"no: {_ext.cuda_unavailable_reason()}"
+    print(f"  CUDA: {cuda}; ops: {', '.join(ops)}")
     return 0
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..deform.mat3 import matvec3
+
 
 def pixel_rays(K: Tensor, c2w: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor]:
     """K [R, 3, 3], c2w [R, 4, 4], pixels [R, 2] (column, row) -> world origins [R, 3], unit dirs [R, 3]."""
     x = (pixels[:, 0] - K[:, 0, 2]) / K[:, 0, 0]
     y = (pixels[:, 1] - K[:, 1, 2]) / K[:, 1, 1]
     cam_dirs = torch.stack([x, y, torch.ones_like(x)], -1)  # [R, 3]
-    dirs = (c2w[:, :3, :3] @ cam_dirs[:, :, None])[:, :, 0]
+    dirs = matvec3(c2w[:, :3, :3], cam_dirs)
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)
     return c2w[:, :3, 3].expand_as(dirs).contiguous(), dirs
 

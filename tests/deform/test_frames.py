@@ -29,3 +29,11 @@ def test_frameset_refuses_nan_expressions():
         assert "expr" in str(exc) and "[2]" in str(exc)
     else:
         raise AssertionError("a NaN expression was accepted")
+
+
+def test_head_transforms_stay_on_the_inputs_device():
+    """The meta device stands in for a GPU: nothing may be made on the CPU behind the caller's back."""
+    flame = FLAME.from_file("procedural:0", n_shape=10, n_expr=10).to("meta")
+    zeros = [torch.zeros(size, device="meta") for size in ((1, 10), (3, 10), (3, 5, 3), (3, 3))]
+    verts, to_world = head_transforms(flame, *zeros)
+    assert verts.device.type == "meta" and to_world.device.type == "meta"

@@ -56,6 +56,7 @@ def fresh_loader(monkeypatch):
     monkeypatch.setattr(_ext, "_module", None)
     monkeypatch.setattr(_ext, "_error", None)
     monkeypatch.setattr(_ext, "_warned", False)
+    monkeypatch.setattr(_ext, "_cuda_reason", None)
     return monkeypatch
 
 
@@ -85,3 +86,110 @@ def test_disabled_by_environment(fresh_loader):
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="backend"):
         _ext.get_ext("fast", "test")
+
+
+# ---- CUDA builds, as far as a machine without a GPU can check them -----------------------------------------
+
+
+@pytest.fixture
+def no_visible_gpu(monkeypatch):
+    """A build node: torch has CUDA, no GPU is visible (CUDA_VISIBLE_DEVICES=)."""
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80", "sm_90", "sm_100", "sm_120"])
+    return monkeypatch
+
+
+def test_architectures_without_a_visible_gpu_are_torchs_own(no_visible_gpu):
+    supported = {"7.5", "8.0", "8.6", "9.0", "9.0a", "10.0"}  # this nvcc cannot build sm_120
+    assert _ext.cuda_arch_list(supported) == ["7.5", "8.0", "9.0", "10.0+PTX"]
+    toolchain = _ext.CudaToolchain(Path("nvcc"), "13.0", tuple(_ext.cuda_arch_list(supported)))
+    flags = toolchain.arch_flags()
+    assert "-gencode=arch=compute_75,code=sm_75" in flags
+    assert flags[-1] == "-gencode=arch=compute_100,code=compute_100"  # PTX of the newest for later GPUs
+    no_visible_gpu.setattr(torch.cuda, "get_arch_list", lambda: [])  # torch names none: a fixed default
+    assert _ext.cuda_arch_list(None)[-1] == "9.0+PTX"
+
+
+def test_architectures_of_the_visible_gpus_and_the_environment(monkeypatch):
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i: [(9, 0), (8, 6)][i])
+    assert _ext.cuda_arch_list({"8.6", "9.0", "9.0a"}) == ["8.6", "9.0+PTX"]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i: (12, 0))  # newer than this nvcc
+    assert _ext.cuda_arch_list({"8.6", "9.0", "9.0a"}) == ["9.0+PTX"]
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
+    assert _ext.cuda_arch_list(None) == ["8.0", "9.0+PTX"]
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "Hopper")
+    with pytest.raises(_ext.ExtensionUnavailable, match="TORCH_CUDA_ARCH_LIST"):
+        _ext.cuda_arch_list(None)
+
+
+def _fake_nvcc(folder: Path, release: str) -> Path:
+    nvcc = folder / "nvcc"
+    nvcc.write_text("#!/bin/sh\n"
+                    f'if [ "$1" = "--version" ]; then echo "Cuda compilation tools, release {release}, V{release}.1"; '
+                    'else echo compute_80; echo compute_90; fi\n')
+    nvcc.chmod(0o755)
+    return nvcc
+
+
+def test_nvcc_of_another_major_version_is_refused_with_the_reason(no_visible_gpu, tmp_path):
+    no_visible_gpu.setattr(torch.version, "cuda", "13.0")
+    no_visible_gpu.setattr(_ext, "find_nvcc", lambda: _fake_nvcc(tmp_path, "12.4"))
+    toolchain, reason = _ext.cuda_toolchain()
+    assert toolchain is None and "12.4" in reason and "13.0" in reason
+    no_visible_gpu.setattr(_ext, "find_nvcc", lambda: _fake_nvcc(tmp_path, "13.1"))
+    toolchain, reason = _ext.cuda_toolchain()
+    assert reason is None and toolchain.version == "13.1" and toolchain.archs == ("8.0", "9.0+PTX")
+
+
+def test_build_folders_differ_by_architectures(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    hopper = _ext.build_directory(_ext.CudaToolchain(Path("nvcc"), "13.0", ("9.0+PTX",)))
+    both = _ext.build_directory(_ext.CudaToolchain(Path("nvcc"), "13.0", ("8.0", "9.0+PTX")))
+    assert len({hopper, both, _ext.build_directory(None)}) == 3
+    assert hopper.name.endswith("cu130-sm90ptx")
+
+
+def test_failed_cuda_build_keeps_the_cpu_ops_and_says_why(fresh_loader, monkeypatch, tmp_path):
+    toolchain = _ext.CudaToolchain(Path("nvcc"), "13.0", ("9.0+PTX",))
+    real_load, real_dir = _ext._jit_load, _ext.build_directory
+    cuda_attempts = []
+
+    def jit_load(chain, verbose):
+        if chain is None:
+            return real_load(None, verbose)
+        cuda_attempts.append(chain)
+        raise RuntimeError("Error building extension 'pav_C_cuda': [1/4] nvcc -c bvh_cuda.cu\n"
+                           'bvh_cuda.cu(12): error: identifier "foo" is undefined\nninja: build stopped')
+
+    monkeypatch.setattr(_ext, "cuda_toolchain", lambda: (toolchain, None))
+    monkeypatch.setattr(_ext, "_jit_load", jit_load)
+    monkeypatch.setattr(_ext, "build_directory", lambda chain: tmp_path if chain else real_dir(None))
+    for attempt in range(2):  # the second process reads the recorded failure instead of compiling again
+        monkeypatch.setattr(_ext, "_module", None)
+        with pytest.warns(RuntimeWarning, match='identifier "foo" is undefined'):
+            module = _ext.load()
+        assert not module.with_cuda
+        assert 'identifier "foo" is undefined' in _ext.cuda_unavailable_reason()
+        assert len(cuda_attempts) == 1, attempt
+    face, _, _ = MeshBVH(torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]]), torch.tensor([[0, 1, 2]]),
+                         backend="ext").nearest(torch.tensor([[0.2, 0.2, 1.0]]))
+    assert face.tolist() == [0]
+
+
+def test_failed_cpu_build_names_the_compiler_error_in_its_first_line(fresh_loader, monkeypatch):
+    def jit_load(chain, verbose):
+        raise RuntimeError("Error building extension 'pav_C': [1/3] c++ -c bvh.cpp\n"
+                           "bvh.cpp:3:1: error: expected ';' before '}' token\nninja: build stopped")
+
+    monkeypatch.setattr(_ext, "cuda_toolchain", lambda: (None, "torch is a CPU build"))
+    monkeypatch.setattr(_ext, "_jit_load", jit_load)
+    with pytest.raises(_ext.ExtensionUnavailable) as caught:
+        _ext.load()
+    assert "expected ';'" in str(caught.value).splitlines()[0]
+    with pytest.warns(RuntimeWarning, match="expected ';'"):
+        assert _ext.get_ext("auto", "test") is None
