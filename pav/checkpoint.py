@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from .fields.encoding import TinyCudaNNUnavailable
 from .render.renderer import AvatarRenderer
 from .system import AvatarMeta, build_renderer
 
@@ -27,7 +28,11 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[A
     config = ckpt["pav"]["config"]
     typed = typed_config(OmegaConf.create(config))
     meta = AvatarMeta(**ckpt["pav"]["meta"])
-    renderer = build_renderer(typed.model, typed.render, meta)
+    try:
+        renderer = build_renderer(typed.model, typed.render, meta)
+    except TinyCudaNNUnavailable as exc:  # tiny-cuda-nn's tables have their own layout: pav's op cannot read them
+        raise ValueError(f"{path}: trained with model.hashgrid_backend=tcnn, which loads only where tinycudann "
+                         f"runs ({exc})") from None
     prefix = "renderer."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     renderer.load_state_dict(state)

@@ -28,10 +28,11 @@ def score_views(renderer: AvatarRenderer, frames: FrameSet, views: list[View], a
     scores: dict[str, dict[str, list[float]]] = {n: {"psnr": [], "ssim": []} for n in appearance_names}
     images = []
     for view in tqdm(views, desc="held-out views", unit="view", disable=not progress):
-        image = render_view(renderer, frames, view)
+        image = render_view(renderer, frames, view)  # [H, W, 3] on the CPU
         name = appearance_names[view.appearance]
-        scores[name]["psnr"].append(psnr(image, view.rgb))
-        scores[name]["ssim"].append(ssim(image, view.rgb))
+        truth = view.rgb.cpu()
+        scores[name]["psnr"].append(psnr(image, truth))
+        scores[name]["ssim"].append(ssim(image, truth))
         images.append((view, image))
     per_app = {n: {"psnr": float(np.mean(s["psnr"])), "ssim": float(np.mean(s["ssim"])), "views": len(s["psnr"])}
                for n, s in scores.items() if s["psnr"]}

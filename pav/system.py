@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .data.datamodule import View
 from .deform.canonical import Canonicalizer
 from .deform.frames import FrameSet
 from .evaluation import score_views
@@ -74,6 +76,21 @@ class AvatarSystem(L.LightningModule):
             cached = self._device_frames[which] = source.to(self.device)
         return cached
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Ray batches go to the device; held-out views stay on the CPU, where their images are scored and saved
+        (the renderer moves the camera itself)."""
+        if isinstance(batch, View):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def on_fit_start(self) -> None:
+        """Ranks on one machine share its cores: each gets its part of the CPU threads (torch's and pav._C's)."""
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", self.trainer.num_devices))
+        if local_ranks > 1:
+            from .ops import set_num_threads
+
+            set_num_threads(max(1, (os.cpu_count() or 1) // local_ranks))
+
     # ------------------------------------------------------------------ training
     def on_train_start(self) -> None:
         grid = self.renderer.grid
@@ -118,7 +135,9 @@ class AvatarSystem(L.LightningModule):
         return torch.optim.Adam(params, betas=tuple(self.optim_cfg.betas), eps=self.optim_cfg.eps, fused=True)
 
     # ------------------------------------------------------------------ validation
-    def validation_step(self, view, batch_idx: int) -> None:
+    def validation_step(self, view: View, batch_idx: int) -> None:
+        if self.global_rank != 0:  # every rank holds the same weights: one renders, the others go on
+            return
         scores, images = score_views(self.renderer, self.frames("test"), [view], self.meta.appearance_names)
         self._val_results.append((view, images[0][1], scores))
 
@@ -132,18 +151,19 @@ class AvatarSystem(L.LightningModule):
             s = scores["per_appearance"][names[view.appearance]]
             per_app.setdefault(names[view.appearance], []).append((s["psnr"], s["ssim"]))
         for name, vals in per_app.items():
-            self.log(f"val/psnr/{name}", float(np.mean([v[0] for v in vals])))
-            self.log(f"val/ssim/{name}", float(np.mean([v[1] for v in vals])))
+            self.log(f"val/psnr/{name}", float(np.mean([v[0] for v in vals])), rank_zero_only=True)
+            self.log(f"val/ssim/{name}", float(np.mean([v[1] for v in vals])), rank_zero_only=True)
         self.log("val/psnr", float(np.mean([np.mean([v[0] for v in vals]) for vals in per_app.values()])),
-                 prog_bar=True)
-        self.log("val/ssim", float(np.mean([np.mean([v[1] for v in vals]) for vals in per_app.values()])))
+                 prog_bar=True, rank_zero_only=True)
+        self.log("val/ssim", float(np.mean([np.mean([v[1] for v in vals]) for vals in per_app.values()])),
+                 rank_zero_only=True)
         self._save_val_sheet(results)
 
     def _save_val_sheet(self, results) -> None:
         """One PNG per validation: rendered over truth, one column per view; also sent to the logger."""
         if self.run_dir is None or self.trainer.sanity_checking or self.global_rank != 0:
             return
-        cols = [torch.cat([img, view.rgb], 0) for view, img, _ in results]
+        cols = [torch.cat([img, view.rgb.cpu()], 0) for view, img, _ in results]
         height = max(c.shape[0] for c in cols)
         cols = [torch.nn.functional.pad(c, (0, 0, 0, 0, 0, height - c.shape[0]), value=1.0) for c in cols]
         sheet = (torch.cat(cols, 1).numpy() * 255 + 0.5).astype(np.uint8)

@@ -38,6 +38,7 @@ class LatentTextures(nn.Module):
         base = appearance.long() * (size * size)
         texels = torch.stack([y0 * size + x0, y0 * size + x1, y1 * size + x0, y1 * size + x1], -1) + base[:, None]
         weights = torch.cat([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1)  # [N, 4]
+        weights = weights.to(self.textures.dtype)  # uv may come in half precision under autocast
         # one weighted gather: its backward fills one dense gradient, not one per corner
         return F.embedding_bag(texels, self.textures.view(-1, self.channels), per_sample_weights=weights,
                                mode="sum")

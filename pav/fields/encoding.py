@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
 from ..ops.hashgrid import HashGridSpec, hash_encode
 
 HASHGRID_BACKENDS = ("auto", "ext", "torch", "tcnn")
+TCNN_FEATURES = (1, 2, 4, 8)  # tiny-cuda-nn's HashGrid takes no other feature counts
+
+
+class TinyCudaNNUnavailable(RuntimeError):
+    """backend='tcnn' cannot run here; the message says why."""
 
 
 def _import_tinycudann():
     try:
         import tinycudann
     except ImportError as exc:
-        raise RuntimeError(
+        raise TinyCudaNNUnavailable(
             "HashGrid(backend='tcnn') needs tinycudann, which is not installed "
             "(pip install git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch); "
             "backend='auto' uses pav's own hash-grid op instead"
         ) from exc
+    except OSError as exc:  # installed, but its CUDA libraries do not load: no driver or no GPU here
+        raise TinyCudaNNUnavailable(
+            f"HashGrid(backend='tcnn') needs tinycudann on a CUDA GPU, and it does not load here ({exc}); "
+            "backend='auto' uses pav's own hash-grid op instead"
+        ) from exc
     return tinycudann
+
+
+def _tcnn_device() -> torch.device:
+    """The GPU of this process: tinycudann makes its parameters on the current device, and under DDP every rank
+    builds its model before Lightning sets that device (LOCAL_RANK says which one it will be)."""
+    if not torch.cuda.is_available():
+        raise TinyCudaNNUnavailable("HashGrid(backend='tcnn') runs on a CUDA GPU only; torch sees none")
+    local_rank = os.environ.get("LOCAL_RANK")
+    return torch.device("cuda", int(local_rank) if local_rank is not None else torch.cuda.current_device())
 
 
 class HashGrid(nn.Module):
@@ -45,7 +66,12 @@ class HashGrid(nn.Module):
         self.spec = HashGridSpec(n_levels, n_features, log2_hashmap_size, base_resolution, finest_resolution)
         self.backend = backend
         if backend == "tcnn":
-            self.tcnn_encoding = _import_tinycudann().Encoding(3, self.tcnn_config(), dtype=torch.float32)
+            if n_features not in TCNN_FEATURES:
+                raise ValueError(f"HashGrid(backend='tcnn'): tinycudann takes {TCNN_FEATURES} features per level, "
+                                 f"got n_features={n_features}")
+            tcnn = _import_tinycudann()
+            with torch.cuda.device(_tcnn_device()):
+                self.tcnn_encoding = tcnn.Encoding(3, self.tcnn_config(), dtype=torch.float32)
         else:
             self.table = nn.Parameter(torch.empty(self.spec.n_params, n_features).uniform_(-1e-4, 1e-4))
 

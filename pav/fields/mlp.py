@@ -20,16 +20,17 @@ class MLP(nn.Sequential):
 
 
 class _TruncExp(torch.autograd.Function):
-    # exp forward; the backward clamps its input so one huge density cannot blow up the step
+    # exp forward in float32 (fp16 overflows at 11); the backward clamps its input so one huge density cannot
+    # blow up the step
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
-        return torch.exp(x)
+        return torch.exp(x.float())
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
-        return grad * torch.exp(x.clamp(-15.0, 15.0))
+        return grad * torch.exp(x.float().clamp(-15.0, 15.0))
 
 
 def trunc_exp(x: Tensor) -> Tensor:

@@ -72,7 +72,7 @@ class AvatarRenderer(nn.Module):
         frame_of = sample_frame[keep]
         sigma = self.field.density(canon.points[keep], canon.uv[keep], frames.appearance[frame_of],
                                    frames.expr[frame_of])[0]
-        trans = transmittance(sigma * samples.deltas[keep], samples.ray_idx[keep], n_rays)
+        trans = transmittance(sigma.float() * samples.deltas[keep], samples.ray_idx[keep], n_rays)
         return keep[trans > self.cfg.min_transmittance]
 
     @torch.no_grad()
@@ -84,7 +84,7 @@ class AvatarRenderer(nn.Module):
         keep = torch.nonzero(canon.valid)[:, 0]
         if len(keep):
             sigma[keep] = self.field.density(canon.points[keep], canon.uv[keep], frames.appearance[frame_idx[keep]],
-                                             frames.expr[frame_idx[keep]])[0]
+                                             frames.expr[frame_idx[keep]])[0].float()
         return sigma
 
     @torch.no_grad()

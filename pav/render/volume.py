@@ -33,8 +33,11 @@ def composite(sigma: Tensor, rgb: Tensor, t: Tensor, deltas: Tensor, ray_idx: Te
     """sigma [M], rgb [M, 3], t [M], deltas [M], ray_idx [M] (non-decreasing) -> per-ray RenderOutput.
 
     w_i = T_i (1 - exp(-sigma_i delta_i)) with T_i = exp(-sum_{j<i} sigma_j delta_j) within each ray.
+    Accumulates in float32 whatever the fields' dtype: under mixed precision their outputs are fp16/bf16, and
+    index_add needs one dtype (sums of thousands of samples in half precision would lose the colour anyway).
     """
-    tau = sigma * deltas  # [M]
+    sigma, rgb = sigma.float(), rgb.float()
+    tau = sigma * deltas.float()  # [M]
     trans = transmittance(tau, ray_idx, n_rays)
     weights = trans * (1.0 - torch.exp(-tau))  # [M]
     out_rgb = torch.zeros(n_rays, 3, dtype=rgb.dtype, device=rgb.device).index_add(0, ray_idx, weights[:, None] * rgb)

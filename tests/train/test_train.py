@@ -160,3 +160,34 @@ def test_ddp_with_two_gloo_processes(tiny_collection, tmp_path):
     assert "distributed_backend=gloo" in out.stdout + out.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 6
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed"])
+def test_mixed_precision_trains(tiny_collection, tmp_path, precision):
+    """trainer.precision=bf16-mixed (16-mixed on a GPU takes the same path): the fields run in half precision,
+    compositing and the losses in float32."""
+    metrics = run(config(f"data.root={tiny_collection}", f"trainer.precision={precision}", "trainer.max_steps=4",
+                         "logger=none", "data.eval_size=16"), tmp_path / "run")
+    assert metrics["steps"] == 4 and np.isfinite(metrics["mean"]["psnr"])
+
+
+def test_held_out_views_stay_on_the_cpu_while_ray_batches_move(tiny_collection):
+    """Lightning moves every batch to the training device; a validation view's images are scored and saved on the
+    CPU (the meta device stands in for a GPU here)."""
+    t = typed_config(config(f"data.root={tiny_collection}"))
+    dm = AvatarDataModule(t.data, 0)
+    dm.load(t.loss.depth_regions)
+    system = AvatarSystem(t.model, t.render, t.loss, t.optim, make_meta(dm, t.model))
+    meta = torch.device("meta")
+    view = system.transfer_batch_to_device(dm.heldout_views(16, 1)[0], meta, 0)
+    assert {view.K.device.type, view.c2w.device.type, view.rgb.device.type, view.alpha.device.type} == {"cpu"}
+    batch = system.transfer_batch_to_device({"origins": torch.zeros(4, 3)}, meta, 0)
+    assert batch["origins"].device.type == "meta"
+
+
+def test_gpu_preset_refuses_to_start_without_a_gpu(tiny_collection, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="trainer=gpu .*needs a CUDA GPU"):
+        run(config(f"data.root={tiny_collection}", "trainer=gpu"), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
