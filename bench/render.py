@@ -82,6 +82,8 @@ def main(argv=None) -> None:
     for appearance, size, r in rows:
         print(f"| {appearance} | {size}² | {r.height}x{r.width} | {r.frames} | {r.seconds:.1f} | "
               f"{r.frames_per_second:.3f} | {r.frames * r.tiles * size * size / r.seconds / 1e6:.3f} |")
+    for appearance, size, r in rows:
+        print(f"FIG render_fps_{size}_{'grid' if appearance == 'all' else 'one'}: {r.frames_per_second:.3f}")
 
 
 if __name__ == "__main__":

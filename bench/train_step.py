@@ -1,4 +1,5 @@
-"""Time one training step split into its stages on a collection: `python bench/train_step.py [overrides]`.
+"""Time one training step split into its stages on a collection: `python bench/train_step.py [ckpt=PATH]
+[device=auto|cpu|cuda] [overrides]`.
 
 Prints a table: marching, canonicalization, fields (forward), compositing + loss, backward, optimiser, grid
 refresh (amortised), with steps/s and samples/s. Defaults: the default synthetic collection, trainer=cpu.
@@ -16,6 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from pav.data.datamodule import AvatarDataModule
 from pav.losses import total_loss
+from pav.render.job import pick_device
 from pav.render.sampler import march
 from pav.render.volume import composite
 from pav.system import AvatarSystem
@@ -25,9 +27,10 @@ CONFIGS = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "confi
 
 
 def main(argv: list[str]) -> None:
-    ckpt = None
-    if argv and argv[0].startswith("ckpt="):
-        ckpt, argv = argv[0][5:], argv[1:]
+    options = {k: v for k, _, v in (a.partition("=") for a in argv if a.split("=")[0] in ("ckpt", "device"))}
+    argv = [a for a in argv if a.split("=")[0] not in ("ckpt", "device")]
+    ckpt = options.get("ckpt")
+    device = pick_device(options.get("device", "auto"))
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose("train", overrides=argv)
     t = typed_config(cfg)
@@ -37,25 +40,32 @@ def main(argv: list[str]) -> None:
     meta = make_meta(dm, t.model)
     system = AvatarSystem(t.model, t.render, t.loss, t.optim, meta)
     r = system.renderer
-    frames = dm.train_frames
-    opt = system.configure_optimizers()
-    data = dm.train_dataloader().dataset
-    gen = torch.Generator().manual_seed(0)
     if ckpt:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
         r.load_state_dict({k[len("renderer."):]: v for k, v in state.items() if k.startswith("renderer.")})
-    else:
-        r.grid.carve(frames.head_to_world[dm.image_frame], dm.K, dm.c2w, dm.alphas,
-                     (frames.posed_verts - meta.canon_verts).norm(dim=-1).amax(-1)[dm.image_frame],
-                     frames.appearance[dm.image_frame])
+    r.to(device)
+    frames = dm.train_frames.to(device)
+    opt = system.configure_optimizers()
+    data = dm.train_dataloader().dataset
+    gen = torch.Generator().manual_seed(0)
+    if not ckpt:
+        cams = [x.to(device) for x in (dm.K, dm.c2w, dm.alphas, dm.image_frame)]
+        r.grid.carve(frames.head_to_world[cams[3]], cams[0], cams[1], cams[2],
+                     (frames.posed_verts - meta.canon_verts.to(device)).norm(dim=-1).amax(-1)[cams[3]],
+                     frames.appearance[cams[3]])
         r.update_grid(frames, 0)
+
+    def clock() -> float:  # GPU work is asynchronous: a stage ends when its kernels have
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
     stages = {k: 0.0 for k in ("batch", "march", "canonicalize + visibility", "fields", "composite+loss", "backward",
                                 "optimizer", "grid (amortised)")}
     n_steps, warm, samples = 12, 2, 0
     for i in range(n_steps + warm):
-        clock = time.perf_counter
         t0 = clock()
-        b = data.batch(gen)
+        b = {k: v.to(device, non_blocking=True) for k, v in data.batch(gen).items()}
         t1 = clock()
         ho, hd = frames.world_to_head(b["origins"], b["dirs"], b["frame_idx"])
         s = march(ho, hd, r.grid, r.step, r.cfg.max_samples, True)
@@ -91,15 +101,16 @@ def main(argv: list[str]) -> None:
     stages["grid (amortised)"] = grid_time
     total = sum(stages.values())
     rays = t.data.rays_per_batch
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"\ntraining step, {rays} rays, {samples / n_steps / rays:.1f} field samples per ray "
-          f"({'trained grid from ' + ckpt if ckpt else 'fresh grid'}), "
-          f"{torch.get_num_threads()} threads, model={t.model.name}")
+          f"({'trained grid from ' + ckpt if ckpt else 'fresh grid'}), {where}, model={t.model.name}")
     print("| stage | ms | share |\n|---|---|---|")
     for k, v in stages.items():
         print(f"| {k} | {v * 1e3:.1f} | {v / total:.0%} |")
     print(f"| **total** | **{total * 1e3:.1f}** | |")
     print(f"\n{1 / total:.2f} steps/s, {samples / n_steps / total / 1e3:.0f} k samples/s, "
           f"{rays / total / 1e3:.1f} k rays/s")
+    print(f"FIG train_step_ms_{device.type}: {total * 1e3:.1f}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`python -m pav.heldout ckpt=PATH [out=DIR size=0 fps=25]`: one mp4 per appearance of its held-out frames.
+"""`python -m pav.heldout ckpt=PATH [out=DIR size=0 fps=25 device=auto]`: one mp4 per appearance of its held-out
+frames.
 
 Each video shows the render (left) beside the ground truth (right), both on white, at the collection's size
 (or `size` on the longest side). The collection is the one the checkpoint was trained on.
@@ -14,10 +15,10 @@ import numpy as np
 import torch
 from omegaconf import MISSING, OmegaConf
 
-from .checkpoint import load_avatar
 from .config import parse_overrides
 from .data.datamodule import AvatarDataModule
 from .evaluation import render_view
+from .render.job import open_checkpoint
 from .video import write_mp4
 
 
@@ -27,15 +28,18 @@ class HeldoutConfig:
     out: str = ""  # default: <run dir>/videos
     size: int = 0
     fps: int = 25
+    device: str = "auto"  # auto (CUDA when torch sees a GPU) | cpu | cuda
+    chunk: int = 0  # rays per forward pass; 0: the device's default
 
 
 def render_heldout(cfg: HeldoutConfig) -> list[Path]:
     from .training import typed_config
 
-    renderer, meta, config = load_avatar(cfg.ckpt)
+    renderer, meta, config = open_checkpoint(cfg.ckpt, cfg.device, cfg.chunk)
     typed = typed_config(OmegaConf.create(config))
     dm = AvatarDataModule(typed.data)
     dm.load(typed.loss.depth_regions)
+    frames = dm.test_frames.to(renderer.field.box_min.device)
     out_dir = Path(cfg.out) if cfg.out else Path(cfg.ckpt).resolve().parent.parent / "videos"
     out_dir.mkdir(parents=True, exist_ok=True)
     views = dm.heldout_views(cfg.size, 0)
@@ -45,7 +49,7 @@ def render_heldout(cfg: HeldoutConfig) -> list[Path]:
         start = time.time()
         frames = []
         for view in mine:
-            image = render_view(renderer, dm.test_frames, view)
+            image = render_view(renderer, frames, view)
             both = torch.cat([image, view.rgb], 1)
             frames.append((both.numpy() * 255 + 0.5).astype(np.uint8))
         path = out_dir / f"{name}.mp4"

@@ -110,7 +110,7 @@ class AvatarSystem(L.LightningModule):
         frames = self.frames("train")
         step = self.global_step
         if step % self.renderer.cfg.grid_update_every == 0:
-            gen = torch.Generator().manual_seed(step)  # every DDP rank refreshes through the same frames
+            gen = torch.Generator(self.device).manual_seed(step)  # every DDP rank refreshes through the same frames
             occupied = self.renderer.update_grid(frames, step, gen)
             self.log("train/grid_occupied", occupied)
         out = self.renderer.render_rays(batch["origins"], batch["dirs"], batch["frame_idx"], frames,
@@ -125,6 +125,7 @@ class AvatarSystem(L.LightningModule):
         self.log("train/psnr", -10.0 * torch.log10(terms["rgb"].detach().clamp_min(1e-10)), prog_bar=True)
         self.log("train/samples_per_ray", len(out.weights) / n_rays)
         self.train_seconds = self._seconds_at_start + time.time() - self._wall_start
+        self.log("train/minutes", self.train_seconds / 60.0)  # wall clock: PSNR against minutes, steps per second
         return terms["total"]
 
     def configure_optimizers(self):
@@ -150,6 +151,9 @@ class AvatarSystem(L.LightningModule):
         for view, _, scores in results:
             s = scores["per_appearance"][names[view.appearance]]
             per_app.setdefault(names[view.appearance], []).append((s["psnr"], s["ssim"]))
+        if self.trainer.sanity_checking:  # Lightning drops what a sanity pass logs: say it worked
+            print(f"[pav] sanity validation: {len(results)} view(s) rendered on {self.device}, PSNR "
+                  f"{np.mean([v[0] for vals in per_app.values() for v in vals]):.2f}")
         for name, vals in per_app.items():
             self.log(f"val/psnr/{name}", float(np.mean([v[0] for v in vals])), rank_zero_only=True)
             self.log(f"val/ssim/{name}", float(np.mean([v[1] for v in vals])), rank_zero_only=True)

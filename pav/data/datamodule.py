@@ -38,6 +38,7 @@ class DataConfig:
     root: str = MISSING  # data/synthetic.yaml sets data/synthetic; vidcol and renderme need data.root=DIR
     generate: SyntheticSpec | None = None  # synthetic only: written to root when it is missing
     rays_per_batch: int = 2048
+    num_workers: int = 0  # processes building ray batches beside training (0: in the training process)
     fg_fraction: float = 0.6  # share of rays drawn from pixels with alpha > 0.5; the rest are uniform
     val_size: int = 128  # longest side of validation renders
     val_views_per_appearance: int = 2
@@ -128,6 +129,13 @@ class RayBatches(IterableDataset):
         gen = torch.Generator().manual_seed(self.seed * 1000 + rank * 100 + (info.id if info else 0))
         while True:
             yield self.batch(gen)
+
+
+def _one_thread(worker_id: int) -> None:
+    """A batch worker runs on one core, torch's ops and pav._C's alike: the training process keeps the rest."""
+    from ..ops import set_num_threads
+
+    set_num_threads(1)
 
 
 class AvatarDataModule(L.LightningDataModule):
@@ -245,7 +253,10 @@ class AvatarDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = RayBatches(self.images, self.alphas, self.image_frame, self.K, self.c2w, self.train_frames,
                              self.depth_faces, self.cfg, self.seed)
-        return DataLoader(dataset, batch_size=None, num_workers=0)
+        workers = self.cfg.num_workers
+        return DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
+                          pin_memory=workers > 0 and torch.cuda.is_available(), worker_init_fn=_one_thread,
+                          prefetch_factor=4 if workers > 0 else None)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_views, batch_size=None, num_workers=0, collate_fn=lambda v: v)

@@ -91,7 +91,9 @@ class AvatarRenderer(nn.Module):
     def update_grid(self, frames: FrameSet, step: int, generator: torch.Generator | None = None) -> float:
         """Refresh the occupancy grid through a few random frames; returns the occupied fraction."""
         cfg = self.cfg
-        picks = torch.randint(len(frames), (cfg.grid_frames_per_update,), generator=generator).tolist()
+        gen_device = generator.device if generator is not None else None
+        picks = torch.randint(len(frames), (cfg.grid_frames_per_update,), generator=generator,
+                              device=gen_device).tolist()
 
         def density_fn(cells: Tensor) -> Tensor:  # a fresh random point of each cell per frame: thin shells show
             return torch.stack([self.head_density(self.grid.cell_points(cells, generator=generator), f, frames)

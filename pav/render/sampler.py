@@ -79,7 +79,11 @@ class OccupancyGrid(nn.Module):
         """A point in each of the flat cells [K] -> [K, 3] (uniform inside the cell, or its centre)."""
         r = self.resolution
         ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], -1).float()
-        offset = (torch.rand(ijk.shape, generator=generator).to(ijk) if jitter else torch.full_like(ijk, 0.5))
+        if jitter:
+            offset = torch.rand(ijk.shape, generator=generator,
+                                device=generator.device if generator is not None else ijk.device).to(ijk)
+        else:
+            offset = torch.full_like(ijk, 0.5)
         return self.box_min + (ijk + offset) / r * (self.box_max - self.box_min)
 
     @torch.no_grad()
@@ -89,7 +93,7 @@ class OccupancyGrid(nn.Module):
         out of reach; see cell_points).
 
         reachable_only: mark every cell with any density (warm-up, before the field has learned anything).
-        Returns the occupied fraction.
+        Returns the occupied fraction (a 0-dim tensor: reading it is the caller's choice of a device sync).
         """
         n = self.resolution ** 3
         cells = torch.arange(n, device=self.density.device)
@@ -98,11 +102,11 @@ class OccupancyGrid(nn.Module):
         if reachable_only:
             self.occupied.copy_((self.density > 0) & self.hull)
         else:  # the mean keeps a young field's faint surfaces from being culled all at once
-            reached = self.density[self.density > 0]
-            mean = float(reached.mean()) if len(reached) else 0.0
-            self.occupied.copy_((self.density > min(threshold, mean)) & self.hull)
+            reached = self.density > 0
+            mean = (self.density * reached).sum() / reached.sum().clamp_min(1)  # 0 when nothing is reached
+            self.occupied.copy_((self.density > mean.clamp(max=threshold)) & self.hull)
         self.n_updates += 1
-        return float(self.occupied.float().mean())
+        return self.occupied.float().mean()
 
 
 @dataclass
@@ -121,21 +125,22 @@ def march(origins: Tensor, dirs: Tensor, grid: OccupancyGrid, step: float, max_s
     """Fixed steps of length `step` from where each ray [R, 3] enters the box, kept where the grid is occupied.
 
     jitter: one random offset per ray (training); otherwise samples sit at the middle of each step.
+    No ray is longer than the box's diagonal, max_samples steps: on a GPU the sample grid is that wide, which saves
+    reading the longest ray back (a device sync); on a CPU, where that read is free, it is as wide as that ray.
     """
+    device = origins.device
     near, far = ray_box(origins, dirs, grid.box_min, grid.box_max)
     n_steps = ((far - near) / step).ceil().clamp(0, max_samples).long()  # [R]
     hit = torch.nonzero(n_steps > 0)[:, 0]
     if len(hit) == 0:
         empty = origins.new_zeros(0)
-        return RaySamples(origins.new_zeros(0, 3), empty, empty, torch.zeros(0, dtype=torch.long,
-                                                                                device=origins.device))
-    width = int(n_steps[hit].max())
-    offset = torch.rand(len(hit), 1, device=origins.device) if jitter else torch.full((len(hit), 1), 0.5,
-                                                                                      device=origins.device)
-    t = near[hit, None] + (torch.arange(width, device=origins.device)[None] + offset) * step  # [H, S]
+        return RaySamples(origins.new_zeros(0, 3), empty, empty, torch.zeros(0, dtype=torch.long, device=device))
+    width = max_samples if origins.is_cuda else int(n_steps[hit].max())
+    offset = torch.rand(len(hit), 1, device=device) if jitter else torch.full((len(hit), 1), 0.5, device=device)
+    steps = torch.arange(width, device=device)
+    t = near[hit, None] + (steps[None] + offset) * step  # [H, S]
     points = origins[hit, None] + t[:, :, None] * dirs[hit, None]  # [H, S, 3]
-    keep = torch.arange(width, device=origins.device)[None] < n_steps[hit, None]
+    keep = steps[None] < n_steps[hit, None]
     keep &= grid.is_occupied(points.reshape(-1, 3)).view_as(keep)
     rows, cols = torch.nonzero(keep, as_tuple=True)
-    return RaySamples(points[rows, cols], t[rows, cols], torch.full((len(rows),), step, device=origins.device),
-                      hit[rows])
+    return RaySamples(points[rows, cols], t[rows, cols], torch.full((len(rows),), step, device=device), hit[rows])
