@@ -190,6 +190,8 @@ class Smoke:
         self.fig("train_steps", metrics["steps"])
         self.fig("heldout_psnr", metrics["mean"]["psnr"])
         self.fig("train_minutes", metrics["train_minutes"])
+        self.fig("final_eval_s_per_view", metrics["eval_seconds"] / max(sum(
+            a["views"] for a in metrics["per_appearance"].values()), 1))
         rate, samples = _rate_and_samples(run_dir)
         if rate:
             self.fig("train_steps_per_s", rate)  # over the second half: the grid has settled

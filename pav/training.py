@@ -196,13 +196,14 @@ def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
     trainer.save_checkpoint(last)
     if trainer.global_rank != 0:
         return {}
-    return write_metrics(system, dm, typed, run_dir, last, time.time() - start)
+    # Lightning hands the model back on the CPU after the fit: the held-out views render on the training device
+    return write_metrics(system, dm, typed, run_dir, last, time.time() - start, trainer.strategy.root_device)
 
 
 def write_metrics(system: AvatarSystem, dm: AvatarDataModule, typed: TrainConfig, run_dir: Path, ckpt: Path,
-                  fit_seconds: float) -> dict:
-    renderer = system.renderer.eval()
-    frames = dm.test_frames.to(system.device)
+                  fit_seconds: float, device: torch.device | None = None) -> dict:
+    renderer = system.renderer.to(device or system.device).eval()
+    frames = dm.test_frames.to(renderer.field.box_min.device)
     views = dm.heldout_views(typed.data.eval_size, typed.data.eval_views_per_appearance)
     start = time.time()
     scores, _ = score_views(renderer, frames, views, dm.appearance_names, progress=True)

@@ -166,9 +166,11 @@ def test_ddp_with_two_gloo_processes(tiny_collection, tmp_path):
 def test_mixed_precision_trains(tiny_collection, tmp_path, precision):
     """trainer.precision=bf16-mixed (16-mixed on a GPU takes the same path): the fields run in half precision,
     compositing and the losses in float32."""
+    before = torch.get_float32_matmul_precision()
     metrics = run(config(f"data.root={tiny_collection}", f"trainer.precision={precision}", "trainer.max_steps=4",
                          "logger=none", "data.eval_size=16"), tmp_path / "run")
     assert metrics["steps"] == 4 and np.isfinite(metrics["mean"]["psnr"])
+    assert torch.get_float32_matmul_precision() == before  # the fit's TF32 setting does not leak out of it
 
 
 def test_held_out_views_stay_on_the_cpu_while_ray_batches_move(tiny_collection):
