@@ -4,6 +4,7 @@
 namespace pav {
 void register_bvh(pybind11::module_& m);
 void register_hashgrid(pybind11::module_& m);
+void register_threads(pybind11::module_& m);
 }  // namespace pav
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -15,4 +16,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
     pav::register_bvh(m);
     pav::register_hashgrid(m);
+    pav::register_threads(m);
 }

@@ -1,14 +1,14 @@
 // Torch entry points of the BVH ops and their CPU (OpenMP) path.
 #include <torch/extension.h>
 
-#include <omp.h>
-
 #include <algorithm>
+#include <cfloat>
 #include <vector>
 
 #include "bvh_build.h"
 #include "bvh_launch.h"
 #include "pav/bvh.h"
+#include "threads.h"
 
 #ifdef PAV_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -63,6 +63,10 @@ BVHBatch batch_of(const Tree& t) {
 void* current_stream(const Tensor& t) {
     return (void*)c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
 }
+// A failed launch leaves the outputs unwritten: it must fail here, under this op's name.
+void check_launch(const char* error, const char* op) {
+    TORCH_CHECK(error == nullptr, op, ": CUDA launch failed: ", error);
+}
 #endif
 
 const int32_t* mesh_ptr(const Tensor& mesh_idx) { return mesh_idx.numel() ? mesh_idx.data_ptr<int32_t>() : nullptr; }
@@ -73,8 +77,8 @@ void check_queries(const Tree& t, const Tensor& a, const char* name, const Tenso
     check_same_device(a, t.nodes, name, "the BVH");
     check_tensor(mesh_idx, "mesh_idx", torch::kInt32, 1);
     TORCH_CHECK_VALUE(mesh_idx.numel() == 0 || mesh_idx.size(0) == a.size(0), "mesh_idx must be [N] like ", name);
-    TORCH_CHECK_VALUE(mesh_idx.numel() > 0 || t.n_meshes == 1, "mesh_idx is required when the BVH holds ",
-                      t.n_meshes, " meshes");
+    TORCH_CHECK_VALUE(mesh_idx.numel() > 0 || t.n_meshes == 1 || a.size(0) == 0,
+                      "mesh_idx is required when the BVH holds ", t.n_meshes, " meshes");
     if (mesh_idx.numel()) check_same_device(mesh_idx, a, "mesh_idx", name);
 }
 
@@ -110,25 +114,30 @@ int key_bits(int64_t n_meshes) {
 constexpr int64_t kSortMin = 4096;    // below this, sorting costs more than it saves
 constexpr int64_t kChunk = 2048;      // queries per OpenMP work item; the seed runs within one
 
-// Queries in the given order, each seeded with its predecessor's triangle (same chunk, same mesh).
+// Queries in the given order, each seeded with its predecessor's triangle (same chunk, same mesh): the seed
+// bounds the search, the tie rule of bvh_nearest decides the result, so the order never changes it.
 void nearest_cpu(const Tree& t, const float* pp, const int32_t* mp, int64_t n, float bound, int64_t* fo, float* bo,
                  float* so) {
     const int64_t n_chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu_threads())
     for (int64_t c = 0; c < n_chunks; ++c) {
         int32_t seed_slot = -1, seed_mesh = -1;
         for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) {
             int32_t m = mp ? mp[i] : 0;
+            NearestResult best = nearest_bound(bound);
+            if (!valid_mesh(m, t.n_meshes)) {  // nothing to read: the result says "not found"
+                write_nearest(best, i, fo, bo, so);
+                continue;
+            }
             BVHView view = view_of(t, m);
             Vec3 p = load_vec3(pp + 3 * i);
-            NearestResult best{bound, -1, {0.0f, 0.0f, 0.0f}};
             if (seed_slot >= 0 && seed_mesh == m) {  // the previous query's triangle bounds this one
                 float b[3];
                 float d2 = leaf_tri_sqdist(view.tri_verts + 9 * (int64_t)seed_slot, p, b);
-                if (d2 < best.sqdist) best = NearestResult{d2, seed_slot, {b[0], b[1], b[2]}};
+                offer_nearest(view, seed_slot, d2, b, best);
             }
             bvh_nearest(view, p, best);
-            write_nearest(view, best, i, fo, bo, so);
+            write_nearest(best, i, fo, bo, so);
             if (best.slot >= 0) {
                 seed_slot = best.slot;
                 seed_mesh = m;
@@ -146,64 +155,84 @@ std::vector<Tensor> bvh_build_op(const Tensor& verts, const Tensor& faces, int64
     TORCH_CHECK_VALUE(verts.size(2) == 3 && faces.size(1) == 3, "verts must be [B, V, 3] and faces [F, 3]");
     TORCH_CHECK_VALUE(faces.size(0) > 0 && faces.size(0) < (1 << 30), "faces must hold 1 to 2^30 triangles");
     TORCH_CHECK_VALUE(max_leaf >= 1 && max_leaf <= 64, "max_leaf must be in [1, 64]");
-    const int64_t B = verts.size(0), V = verts.size(1), F = faces.size(0), M = 2 * F;
-    if (F > 0) {
-        auto mm = faces.aminmax();
-        TORCH_CHECK_VALUE(std::get<0>(mm).item<int32_t>() >= 0 && std::get<1>(mm).item<int32_t>() < V,
-                          "faces index vertices outside [0, ", V, ")");
-    }
+    const int64_t B = verts.size(0), V = verts.size(1), F = faces.size(0);
+    auto mm = faces.aminmax();
+    TORCH_CHECK_VALUE(std::get<0>(mm).item<int32_t>() >= 0 && std::get<1>(mm).item<int32_t>() < V,
+                      "faces index vertices outside [0, ", V, ")");
     auto opts_i = torch::TensorOptions().dtype(torch::kInt32);
-    Tensor nodes = torch::empty({B, M, 8}, opts_i);  // slots past n_nodes are never read
     Tensor tri_ids = torch::empty({B, F}, opts_i);
-    Tensor parents = torch::empty({B, M}, opts_i);
     Tensor n_nodes = torch::empty({B}, opts_i);
     Tensor tri_verts = torch::empty({B, F, 9}, torch::TensorOptions().dtype(torch::kFloat32));
     const float* vp = verts.data_ptr<float>();
     const int32_t* fp = faces.data_ptr<int32_t>();
-#pragma omp parallel for schedule(dynamic, 1) if (B > 1)
+    int32_t* count_p = n_nodes.data_ptr<int32_t>();
+    // Each tree is built into a 2F scratch, then kept at its own size until the batch's stride is known.
+    std::vector<std::vector<BVHNode>> trees(B);
+    const int threads = cpu_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (B > 1)
     for (int64_t m = 0; m < B; ++m) {
-        BVHNode* np = reinterpret_cast<BVHNode*>(nodes.data_ptr<int32_t>()) + m * M;
-        int32_t count = build_bvh(vp + m * V * 3, fp, (int32_t)F, (int)max_leaf, np, tri_ids.data_ptr<int32_t>() + m * F,
-                                  parents.data_ptr<int32_t>() + m * M);
-        n_nodes.data_ptr<int32_t>()[m] = count;
+        thread_local std::vector<BVHNode> scratch;
+        scratch.resize(2 * (size_t)F);
+        int32_t count = build_bvh(vp + m * V * 3, fp, (int32_t)F, (int)max_leaf, threads, scratch.data(),
+                                  tri_ids.data_ptr<int32_t>() + m * F);
+        trees[m].assign(scratch.begin(), scratch.begin() + count);
+        count_p[m] = count;
         gather_tri_verts(vp + m * V * 3, fp, tri_ids.data_ptr<int32_t>() + m * F, (int32_t)F,
                          tri_verts.data_ptr<float>() + m * F * 9);  // the build's boxes are already final
     }
-    return {nodes, tri_verts, tri_ids, parents, n_nodes};
+    int64_t stride = 0;
+    for (int64_t m = 0; m < B; ++m) stride = std::max<int64_t>(stride, count_p[m]);
+    stride += stride & 1;  // even, so each mesh's child pairs stay on even slots
+    Tensor nodes = torch::empty({B, stride, 8}, opts_i);
+    BVHNode* np = reinterpret_cast<BVHNode*>(nodes.data_ptr<int32_t>());
+    for (int64_t m = 0; m < B; ++m) {
+        std::copy(trees[m].begin(), trees[m].end(), np + m * stride);
+        std::fill(np + m * stride + trees[m].size(), np + (m + 1) * stride, kUnusedNode);
+    }
+    return {nodes, tri_verts, tri_ids, n_nodes};
 }
 
 void bvh_refit_op(const Tensor& verts, const Tensor& faces, const Tensor& nodes, const Tensor& tri_verts,
-               const Tensor& tri_ids, const Tensor& parents, const Tensor& n_nodes) {
+                  const Tensor& tri_ids, const Tensor& n_nodes) {
     Tree t = check_tree(nodes, tri_verts, tri_ids);
     check_tensor(verts, "verts", torch::kFloat32, 3);
     check_tensor(faces, "faces", torch::kInt32, 2);
-    check_tensor(parents, "parents", torch::kInt32, 2);
     check_tensor(n_nodes, "n_nodes", torch::kInt32, 1);
     TORCH_CHECK_VALUE(verts.size(0) == t.n_meshes && verts.size(2) == 3, "verts must be [", t.n_meshes,
                       ", V, 3], got shape ", verts.sizes());
     TORCH_CHECK_VALUE(faces.size(0) == t.n_faces && faces.size(1) == 3, "faces must be [", t.n_faces, ", 3]");
+    TORCH_CHECK_VALUE(n_nodes.size(0) == t.n_meshes, "n_nodes must be [", t.n_meshes, "], got shape ",
+                      n_nodes.sizes());
     check_same_device(verts, nodes, "verts", "the BVH");
     check_same_device(faces, nodes, "faces", "the BVH");
+    check_same_device(n_nodes, nodes, "n_nodes", "the BVH");
     const int64_t V = verts.size(1);
     if (nodes.is_cuda()) {
 #ifdef PAV_WITH_CUDA
         const c10::cuda::CUDAGuard guard(nodes.device());
-        check_same_device(parents, nodes, "parents", "the BVH");
-        check_same_device(n_nodes, nodes, "n_nodes", "the BVH");
-        Tensor flags = torch::zeros({t.n_meshes, t.node_stride}, nodes.options());
-        launch_bvh_refit(reinterpret_cast<BVHNode*>(nodes.data_ptr<int32_t>()), tri_verts.data_ptr<float>(),
-                         tri_ids.data_ptr<int32_t>(), parents.data_ptr<int32_t>(), n_nodes.data_ptr<int32_t>(),
-                         verts.data_ptr<float>(), faces.data_ptr<int32_t>(), V, (int32_t)t.n_faces,
-                         (int32_t)t.n_meshes, t.node_stride, flags.data_ptr<int32_t>(), current_stream(nodes));
+        // The parents and the arrival flags the climb needs are derived on the device, per refit.
+        Tensor scratch = torch::empty({2, t.n_meshes, t.node_stride}, nodes.options());
+        check_launch(launch_bvh_refit(reinterpret_cast<BVHNode*>(nodes.data_ptr<int32_t>()),
+                                      tri_verts.data_ptr<float>(), tri_ids.data_ptr<int32_t>(),
+                                      n_nodes.data_ptr<int32_t>(), verts.data_ptr<float>(), faces.data_ptr<int32_t>(),
+                                      V, (int32_t)t.n_faces, (int32_t)t.n_meshes, t.node_stride,
+                                      scratch.data_ptr<int32_t>(), current_stream(nodes)),
+                     "bvh_refit");
         return;
 #else
         TORCH_CHECK_VALUE(false, "pav._C was built without CUDA; cannot refit a CUDA BVH");
 #endif
     }
-    TORCH_CHECK_VALUE(n_nodes.device().is_cpu(), "n_nodes must be a CPU tensor for a CPU BVH");
+    // Value checks are cheap on the CPU: a bad face or node count must not make the sweep read out of bounds.
     const float* vp = verts.data_ptr<float>();
     const int32_t* fp = faces.data_ptr<int32_t>();
-#pragma omp parallel for schedule(dynamic, 1) if (t.n_meshes > 1)
+    const int32_t* counts = n_nodes.data_ptr<int32_t>();
+    TORCH_CHECK_VALUE(std::all_of(fp, fp + 3 * t.n_faces, [V](int32_t v) { return v >= 0 && v < V; }),
+                      "bvh_refit: faces index vertices outside [0, ", V, ")");
+    const int64_t stride = t.node_stride;
+    TORCH_CHECK_VALUE(std::all_of(counts, counts + t.n_meshes, [stride](int32_t c) { return c >= 1 && c <= stride; }),
+                      "bvh_refit: n_nodes must lie in [1, ", stride, "]");
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu_threads()) if (t.n_meshes > 1)
     for (int64_t m = 0; m < t.n_meshes; ++m) {
         BVHNode* np = reinterpret_cast<BVHNode*>(nodes.data_ptr<int32_t>()) + m * t.node_stride;
         refit_bvh(vp + m * V * 3, fp, n_nodes.data_ptr<int32_t>()[m], np, tri_ids.data_ptr<int32_t>() + m * t.n_faces,
@@ -219,9 +248,10 @@ std::vector<Tensor> bvh_nearest_op(const Tensor& nodes, const Tensor& tri_verts,
     Tensor face = torch::empty({n}, points.options().dtype(torch::kInt64));
     Tensor bary = torch::empty({n, 3}, points.options());
     Tensor sqdist = torch::empty({n}, points.options());
+    TORCH_CHECK_VALUE(max_sqdist >= 0, "bvh_nearest: max_sqdist must be >= 0, got ", max_sqdist);
     if (n == 0) return {face, bary, sqdist};
-    // Accept distances up to and including max_dist.
-    float bound = std::isinf(max_sqdist) ? INFINITY : std::nextafter((float)max_sqdist, INFINITY);
+    // Distances up to and including max_dist are accepted (nearest_bound).
+    const float bound = max_sqdist > (double)FLT_MAX ? INFINITY : (float)max_sqdist;
     const int32_t* mp = mesh_ptr(mesh_idx);
     if (points.is_cuda()) {
 #ifdef PAV_WITH_CUDA
@@ -231,12 +261,15 @@ std::vector<Tensor> bvh_nearest_op(const Tensor& nodes, const Tensor& tri_verts,
         Tensor order;
         if (sort && n >= kSortMin) {
             Tensor keys = torch::empty({n}, points.options().dtype(torch::kInt64));
-            launch_bvh_morton(batch, points.data_ptr<float>(), mp, n, keys.data_ptr<int64_t>(), stream);
+            check_launch(launch_bvh_morton(batch, points.data_ptr<float>(), mp, n, keys.data_ptr<int64_t>(), stream),
+                         "bvh_nearest");
             order = std::get<1>(keys.sort());
         }
-        launch_bvh_nearest(batch, points.data_ptr<float>(), mp, order.defined() ? order.data_ptr<int64_t>() : nullptr,
-                           n, bound, face.data_ptr<int64_t>(), bary.data_ptr<float>(), sqdist.data_ptr<float>(),
-                           stream);
+        check_launch(launch_bvh_nearest(batch, points.data_ptr<float>(), mp,
+                                        order.defined() ? order.data_ptr<int64_t>() : nullptr, n, bound,
+                                        face.data_ptr<int64_t>(), bary.data_ptr<float>(), sqdist.data_ptr<float>(),
+                                        stream),
+                     "bvh_nearest");
         return {face, bary, sqdist};
 #else
         TORCH_CHECK_VALUE(false, "pav._C was built without CUDA; cannot query a CUDA BVH");
@@ -253,16 +286,17 @@ std::vector<Tensor> bvh_nearest_op(const Tensor& nodes, const Tensor& tri_verts,
     // Morton order; the queries run on a gathered copy and their results are scattered back
     // afterwards, so the traversal streams through memory instead of missing the cache.
     std::vector<uint64_t> keys(n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(cpu_threads())
     for (int64_t i = 0; i < n; ++i) {
         int32_t m = mp ? mp[i] : 0;
-        keys[i] = query_key(load_vec3(pp + 3 * i), view_of(t, m).nodes[0], m);
+        // Any key will do for a bad mesh index: nearest_cpu reads no tree for it.
+        keys[i] = valid_mesh(m, t.n_meshes) ? query_key(load_vec3(pp + 3 * i), view_of(t, m).nodes[0], m) : 0;
     }
     std::vector<int64_t> order = sorted_order(keys, key_bits(t.n_meshes));
     std::vector<float> sorted_pts(3 * n), sorted_bary(3 * n), sorted_sq(n);
     std::vector<int32_t> sorted_mesh(mp ? n : 0);
     std::vector<int64_t> sorted_face(n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(cpu_threads())
     for (int64_t j = 0; j < n; ++j) {
         int64_t i = order[j];
         sorted_pts[3 * j] = pp[3 * i]; sorted_pts[3 * j + 1] = pp[3 * i + 1]; sorted_pts[3 * j + 2] = pp[3 * i + 2];
@@ -270,7 +304,7 @@ std::vector<Tensor> bvh_nearest_op(const Tensor& nodes, const Tensor& tri_verts,
     }
     nearest_cpu(t, sorted_pts.data(), mp ? sorted_mesh.data() : nullptr, n, bound, sorted_face.data(),
                 sorted_bary.data(), sorted_sq.data());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(cpu_threads())
     for (int64_t j = 0; j < n; ++j) {
         int64_t i = order[j];
         fo[i] = sorted_face[j];
@@ -295,9 +329,10 @@ std::vector<Tensor> bvh_raycast_op(const Tensor& nodes, const Tensor& tri_verts,
     if (origins.is_cuda()) {
 #ifdef PAV_WITH_CUDA
         const c10::cuda::CUDAGuard guard(origins.device());
-        launch_bvh_raycast(batch_of(t), origins.data_ptr<float>(), dirs.data_ptr<float>(), mp, n,
-                           face.data_ptr<int64_t>(), bary.data_ptr<float>(), t_hit.data_ptr<float>(),
-                           current_stream(origins));
+        check_launch(launch_bvh_raycast(batch_of(t), origins.data_ptr<float>(), dirs.data_ptr<float>(), mp, n,
+                                        face.data_ptr<int64_t>(), bary.data_ptr<float>(), t_hit.data_ptr<float>(),
+                                        current_stream(origins)),
+                     "bvh_raycast");
         return {t_hit, face, bary};
 #else
         TORCH_CHECK_VALUE(false, "pav._C was built without CUDA; cannot query a CUDA BVH");
@@ -308,17 +343,23 @@ std::vector<Tensor> bvh_raycast_op(const Tensor& nodes, const Tensor& tri_verts,
     int64_t* fo = face.data_ptr<int64_t>();
     float* bo = bary.data_ptr<float>();
     float* to = t_hit.data_ptr<float>();
-#pragma omp parallel for schedule(dynamic, kChunk)
-    for (int64_t i = 0; i < n; ++i) raycast_query(view_of(t, mp ? mp[i] : 0), op, dp, i, to, fo, bo);
+#pragma omp parallel for schedule(dynamic, kChunk) num_threads(cpu_threads())
+    for (int64_t i = 0; i < n; ++i) {
+        const int32_t m = mp ? mp[i] : 0;
+        if (valid_mesh(m, t.n_meshes)) {
+            raycast_query(view_of(t, m), op, dp, i, to, fo, bo);
+        } else {
+            write_ray(ray_miss(), i, to, fo, bo);
+        }
+    }
     return {t_hit, face, bary};
 }
 
 void register_bvh(pybind11::module_& m) {
-    m.def("bvh_build", &bvh_build_op, "Build one BVH per mesh (CPU): nodes, tri_verts, tri_ids, parents, n_nodes",
+    m.def("bvh_build", &bvh_build_op, "Build one BVH per mesh (CPU): nodes, tri_verts, tri_ids, n_nodes",
           py::arg("verts"), py::arg("faces"), py::arg("max_leaf"));
     m.def("bvh_refit", &bvh_refit_op, "Refit the boxes for new vertex positions, in place", py::arg("verts"),
-          py::arg("faces"), py::arg("nodes"), py::arg("tri_verts"), py::arg("tri_ids"), py::arg("parents"),
-          py::arg("n_nodes"));
+          py::arg("faces"), py::arg("nodes"), py::arg("tri_verts"), py::arg("tri_ids"), py::arg("n_nodes"));
     m.def("bvh_nearest", &bvh_nearest_op, "Exact nearest triangle: face, bary, sqdist", py::arg("nodes"),
           py::arg("tri_verts"), py::arg("tri_ids"), py::arg("points"), py::arg("mesh_idx"), py::arg("max_sqdist"),
           py::arg("sort") = true);

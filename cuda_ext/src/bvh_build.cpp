@@ -184,8 +184,7 @@ void set_box(BVHNode& node, const Box& box) {
 
 // Builds the subtree of `root` (its node already allocated at root.node); child pairs are
 // allocated from n_nodes on, which must be even.
-void build_subtree(Prim* prims, const Task& root, int max_leaf, BVHNode* nodes, int32_t* parents, int32_t* tri_ids,
-                   int32_t& n_nodes) {
+void build_subtree(Prim* prims, const Task& root, int max_leaf, BVHNode* nodes, int32_t* tri_ids, int32_t& n_nodes) {
     std::vector<Task> stack{root};
     while (!stack.empty()) {
         Task t = stack.back();
@@ -204,24 +203,20 @@ void build_subtree(Prim* prims, const Task& root, int max_leaf, BVHNode* nodes, 
         n_nodes += 2;
         node.first = left.node;
         node.count = 0;
-        parents[left.node] = t.node;
-        parents[right.node] = t.node;
         stack.push_back(right);
         stack.push_back(left);
     }
 }
 
-const BVHNode kUnusedNode{{0.0f, 0.0f, 0.0f}, 0, {0.0f, 0.0f, 0.0f}, -1};
 constexpr int32_t kParallelMin = 4096;  // below this a second thread costs more than it saves
 
 }  // namespace
 
-int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int max_leaf, BVHNode* nodes,
-                  int32_t* tri_ids, int32_t* parents) {
+int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int max_leaf, int threads,
+                  BVHNode* nodes, int32_t* tri_ids) {
     // Scratch kept per calling thread: fresh multi-megabyte buffers cost page faults per build.
     thread_local std::vector<Prim> prim_store;
     thread_local std::vector<BVHNode> local_nodes[2];
-    thread_local std::vector<int32_t> local_parents[2];
     prim_store.resize(n_faces);
     Prim* prims = prim_store.data();
     for (int32_t f = 0; f < n_faces; ++f) {
@@ -233,7 +228,6 @@ int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int
     }
     Task root{0, 0, n_faces, 0, {}, {}};
     bounds_of(prims, 0, n_faces, root.box, root.cbox);
-    parents[0] = -1;
     if (n_faces == 1) {
         set_box(nodes[0], root.box);
         nodes[0].first = 0;
@@ -243,12 +237,11 @@ int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int
     }
     // Node 1 stays unused so every child pair starts at an even index: one 64-byte line per pair.
     nodes[1] = kUnusedNode;
-    parents[1] = -1;
     int32_t n_nodes = 2;
     Task halves[2];
-    const bool parallel = n_faces >= kParallelMin && omp_get_max_threads() > 1 && !omp_in_parallel();
+    const bool parallel = n_faces >= kParallelMin && threads > 1 && !omp_in_parallel();
     if (!parallel || !split_task(prims, root, max_leaf, halves[0], halves[1])) {
-        build_subtree(prims, root, max_leaf, nodes, parents, tri_ids, n_nodes);
+        build_subtree(prims, root, max_leaf, nodes, tri_ids, n_nodes);
         return n_nodes;
     }
     // The root's two halves are built on two threads into local arrays, then spliced in:
@@ -256,14 +249,11 @@ int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int
     int32_t local_count[2] = {2, 2};
     // The second thread must see this thread's buffers, not its own thread_local ones.
     std::vector<BVHNode>* half_nodes = local_nodes;
-    std::vector<int32_t>* half_parents = local_parents;
-    auto build_half = [&, half_nodes, half_parents](int side) {
+    auto build_half = [&, half_nodes](int side) {
         const int32_t n = halves[side].end - halves[side].start;
         half_nodes[side].assign(2 * (size_t)n + 2, kUnusedNode);
-        half_parents[side].assign(2 * (size_t)n + 2, -1);
         halves[side].node = 0;
-        build_subtree(prims, halves[side], max_leaf, half_nodes[side].data(), half_parents[side].data(), tri_ids,
-                      local_count[side]);
+        build_subtree(prims, halves[side], max_leaf, half_nodes[side].data(), tri_ids, local_count[side]);
     };
 #pragma omp parallel for num_threads(2) schedule(static, 1)
     for (int side = 0; side < 2; ++side) build_half(side);
@@ -277,9 +267,7 @@ int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int
             if (k == 1) continue;
             BVHNode node = local_nodes[side][k];
             if (node.count == 0) node.first = global(node.first);
-            int32_t g = global(k);
-            nodes[g] = node;
-            parents[g] = k == 0 ? 0 : global(local_parents[side][k]);
+            nodes[global(k)] = node;
         }
     }
     return local_count[0] + local_count[1];

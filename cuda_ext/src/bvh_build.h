@@ -5,11 +5,14 @@
 
 namespace pav {
 
-// verts [V, 3], faces [F, 3]. Writes at most 2F nodes, tri_ids [F] (leaf order) and
-// parents [2F]; returns the node count. Node bounds are final; tri_verts are not
-// written (gather_tri_verts does that).
-int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int max_leaf, BVHNode* nodes,
-                  int32_t* tri_ids, int32_t* parents);
+// The filler of node 1 and of the slots past a mesh's node count.
+constexpr BVHNode kUnusedNode{{0.0f, 0.0f, 0.0f}, 0, {0.0f, 0.0f, 0.0f}, -1};
+
+// verts [V, 3], faces [F, 3]. Writes at most 2F nodes and tri_ids [F] (leaf order); returns the
+// node count (1, or even). Node bounds are final; tri_verts are not written (gather_tri_verts
+// does that). threads: how many OpenMP threads it may use (it uses 1 or 2).
+int32_t build_bvh(const float* verts, const int32_t* faces, int32_t n_faces, int max_leaf, int threads,
+                  BVHNode* nodes, int32_t* tri_ids);
 
 // tri_verts [F, 9]: the corners of each leaf-ordered triangle at the current vertex positions.
 void gather_tri_verts(const float* verts, const int32_t* faces, const int32_t* tri_ids, int32_t n_faces,

@@ -6,7 +6,6 @@
 //   backward: levels split across threads for the table gradient, each level owning its slice of the table
 //             (no atomics); then, only when asked for, the point gradient level by level with points split
 //             across threads, each point's gradient owned by one thread (no races, no partial buffers).
-#include <ATen/Parallel.h>
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -16,6 +15,7 @@
 
 #include "hashgrid_launch.h"
 #include "pav/hashgrid.h"
+#include "threads.h"
 
 #ifdef PAV_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -92,7 +92,7 @@ void with_feature_count(int n_features, Fn&& fn) {
 
 int thread_count(int64_t work, int64_t max_threads) {
     if (work < kSerialWork) return 1;
-    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), max_threads)));
+    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cpu_threads(), max_threads)));
 }
 
 template <typename T, typename Features>

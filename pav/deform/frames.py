@@ -44,8 +44,9 @@ class FrameSet:
 
     @classmethod
     def build(cls, flame: FLAME, shape: Tensor, expr: Tensor, rotations: Tensor, transl: Tensor,
-              appearance: Tensor, chunk: int = 256) -> FrameSet:
-        """shape [n_shape], expr [B, n_expr], rotations [B, 5, 3], transl [B, 3], appearance [B]."""
+              appearance: Tensor, chunk: int = 256, device: torch.device | str | None = None) -> FrameSet:
+        """shape [n_shape], expr [B, n_expr], rotations [B, 5, 3], transl [B, 3], appearance [B]. Poses where the
+        inputs are; device: where the frame set goes (its BVH is built once, then moved), default the inputs'."""
         for name, value in (("expr", expr), ("rotations", rotations), ("transl", transl)):
             if not bool(torch.isfinite(value).all()):
                 bad = torch.nonzero(~torch.isfinite(value.reshape(len(value), -1)).all(-1))[:, 0].tolist()
@@ -57,18 +58,20 @@ class FrameSet:
             verts.append(v)
             transforms.append(t)
         posed_verts = torch.cat(verts).contiguous()
-        return cls(posed_verts, torch.cat(transforms), expr.float(), appearance.long(),
-                   MeshBVH(posed_verts, flame.faces))
+        frames = cls(posed_verts, torch.cat(transforms), expr.float(), appearance.long(),
+                     MeshBVH(posed_verts, flame.faces))
+        return frames if device is None else frames.to(device)
 
     def __len__(self) -> int:
         return len(self.expr)
 
-    def to(self, device: torch.device) -> FrameSet:
-        if self.posed_verts.device == torch.device(device):
-            return self
+    def to(self, device: torch.device | str) -> FrameSet:
+        """This frame set on `device`; the BVH moves there with it (no rebuild). Self when already there."""
         verts = self.posed_verts.to(device)
+        if verts is self.posed_verts:
+            return self
         return FrameSet(verts, self.head_to_world.to(device), self.expr.to(device), self.appearance.to(device),
-                        MeshBVH(verts, self.bvh.faces.to(device)))
+                        self.bvh.to(verts.device))
 
     def world_to_head(self, origins: Tensor, dirs: Tensor, frame_idx: Tensor) -> tuple[Tensor, Tensor]:
         """Rays origins, dirs [R, 3] of frames frame_idx [R] -> head space."""

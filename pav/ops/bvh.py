@@ -4,11 +4,19 @@
 frames do) in the native extension `pav._C`; `nearest_triangle_torch` and
 `raycast_torch` are the brute-force pure-torch twins: the test oracles and the fallback
 where the extension cannot be built. Queries take no gradients (wrap callers in no_grad).
+Of equally near triangles (equally early hits) the lowest face index wins, in every path.
+
+Value checks (mesh indices in range, finite vertices) read tensor contents: free on the
+CPU, a device sync on CUDA. So on CUDA they are skipped unless the environment sets
+PAV_CHECK_VALUES=1 (debugging); shapes, dtypes and devices are always checked, and the
+native ops stay safe without them: a query with an out-of-range mesh index finds nothing
+(face -1, sqdist / t inf), and NaN vertices only make queries miss.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import torch
@@ -16,6 +24,12 @@ import torch
 from ._ext import get_ext
 
 DEFAULT_MAX_LEAF = 4
+TREE_ARRAYS = ("nodes", "tri_verts", "tri_ids", "n_nodes")  # what the native ops read, besides faces
+
+
+def _check_values(device: torch.device) -> bool:
+    """Whether to run value checks on tensors on `device` (see the module docstring)."""
+    return device.type == "cpu" or os.environ.get("PAV_CHECK_VALUES", "") not in ("", "0")
 
 
 def _check_float3(name: str, t: torch.Tensor, dims: int) -> None:
@@ -56,11 +70,21 @@ def _mesh_index(mesh_idx: torch.Tensor | None, n: int, n_meshes: int, device: to
         raise ValueError(f"mesh_idx must be [N] = [{n}], got shape {tuple(mesh_idx.shape)}")
     if mesh_idx.device != device:
         raise ValueError(f"mesh_idx is on {mesh_idx.device} but the BVH is on {device}")
-    if n:
+    if n and _check_values(device):
         lo, hi = (int(v) for v in torch.aminmax(mesh_idx))  # one pass, one device sync
         if lo < 0 or hi >= n_meshes:
             raise ValueError(f"mesh_idx must lie in [0, {n_meshes}), got [{lo}, {hi}]")
+    if mesh_idx.dtype == torch.int64:  # keep an unchecked bad index bad: int32 would wrap 2^32 to mesh 0
+        mesh_idx = mesh_idx.clamp(-1, n_meshes)
     return mesh_idx.to(torch.int32).contiguous()
+
+
+def _resolve(device: torch.device | str) -> torch.device:
+    """`device` as tensors report theirs ("cuda" -> "cuda:<current>")."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 _warned: set[str] = set()
@@ -76,8 +100,10 @@ class MeshBVH:
     """BVHs of B meshes that share one face array.
 
     verts: [B, V, 3] float32 (CPU or CUDA); faces: [F, 3] int. The trees are built on the
-    CPU (binned SAH) and live on the device of `verts`. `refit` moves them to new vertex
-    positions of the same meshes without rebuilding.
+    CPU (binned SAH) and live on the device of `verts`; where pav._C was built without
+    CUDA they stay on the CPU and CUDA queries make a round trip through the host. `refit`
+    moves them to new vertex positions of the same meshes without rebuilding; `to` moves
+    them to another device, also without rebuilding.
     """
 
     def __init__(self, verts: torch.Tensor, faces: torch.Tensor, *, max_leaf: int = DEFAULT_MAX_LEAF,
@@ -85,27 +111,64 @@ class MeshBVH:
         _check_float3("verts", verts, 3)
         if verts.device.type not in ("cpu", "cuda"):
             raise ValueError(f"MeshBVH runs on CPU or CUDA tensors, got verts on {verts.device}")
-        _check_faces(faces, verts.shape[1])
-        _check_finite("verts", verts)
         self.device = verts.device
         self.n_meshes, self.n_verts = verts.shape[0], verts.shape[1]
-        self.faces = faces.to(device=self.device, dtype=torch.int32).contiguous()  # [F, 3]
-        self.n_faces = self.faces.shape[0]
         self.max_leaf = int(max_leaf)
         self._ext = get_ext(backend, "MeshBVH")
-        if self._ext is not None and self.device.type != "cpu" and not self._ext.with_cuda:
-            if backend == "ext":
-                raise ValueError(f"MeshBVH: pav._C was built without CUDA, so backend 'ext' cannot serve {self.device}")
-            _warn_once("MeshBVH: pav._C was built without CUDA; the brute-force twin serves CUDA meshes (slow)")
-            self._ext = None
-        self.verts = verts.detach().contiguous()  # [B, V, 3], kept for the torch twin
-        if self._ext is not None:
-            built = self._ext.bvh_build(self.verts.cpu(), self.faces.cpu(), self.max_leaf)
-            self.nodes, self.tri_verts, self.tri_ids, self.parents, self.n_nodes = (t.to(self.device) for t in built)
+        if self._ext is None:
+            _check_faces(faces, self.n_verts)
+            if _check_values(self.device):
+                _check_finite("verts", verts)
+            self.tree_device = self.device
+            self.faces = faces.to(device=self.device, dtype=torch.int32).contiguous()  # [F, 3]
+            self.verts = verts.detach().contiguous()  # [B, V, 3], what the torch twin searches
+        else:
+            # The build runs on the CPU, so the checks read the host copies at no extra sync.
+            verts_cpu = verts.detach().cpu().contiguous()  # [B, V, 3]
+            faces_cpu = faces.cpu() if isinstance(faces, torch.Tensor) else faces
+            _check_faces(faces_cpu, self.n_verts)
+            _check_finite("verts", verts_cpu)
+            self.tree_device = self._tree_device_for(self.device)
+            faces_cpu = faces_cpu.to(torch.int32).contiguous()  # [F, 3]
+            built = self._ext.bvh_build(verts_cpu, faces_cpu, self.max_leaf)
+            self.nodes, self.tri_verts, self.tri_ids, self.n_nodes = (t.to(self.tree_device) for t in built)
+            self.faces = faces_cpu.to(self.tree_device)
+        self.n_faces = self.faces.shape[0]
+
+    def _tree_device_for(self, device: torch.device) -> torch.device:
+        """Where the native trees serve queries on `device`: there, or on the CPU for a CPU-only pav._C."""
+        if device.type == "cuda" and not self._ext.with_cuda:
+            _warn_once("MeshBVH: pav._C was built without CUDA; the CPU extension serves CUDA meshes (queries and "
+                       "results are copied through the host)")
+            return torch.device("cpu")
+        return device
 
     @property
     def backend(self) -> str:
         return "ext" if self._ext is not None else "torch"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this BVH holds: the trees and faces (the twin backend: vertices and faces)."""
+        names = ("verts", "faces") if self._ext is None else (*TREE_ARRAYS, "faces")
+        return sum(getattr(self, name).numel() * getattr(self, name).element_size() for name in names)
+
+    def to(self, device: torch.device | str, *, copy: bool = False) -> MeshBVH:
+        """This BVH on `device`, its arrays moved rather than rebuilt; self when already there (unless copy,
+        which always returns an independent BVH)."""
+        device = _resolve(device)
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"MeshBVH runs on CPU or CUDA tensors, got {device}")
+        if device == self.device and not copy:
+            return self
+        moved = object.__new__(MeshBVH)
+        moved.__dict__.update(self.__dict__)
+        moved.device = device
+        moved.tree_device = device if self._ext is None else self._tree_device_for(device)
+        names = ("verts", "faces") if self._ext is None else (*TREE_ARRAYS, "faces")
+        for name in names:
+            setattr(moved, name, getattr(self, name).to(moved.tree_device, copy=copy))
+        return moved
 
     def refit(self, verts: torch.Tensor) -> None:
         """New positions [B, V, 3] of the same meshes; the tree topology is kept."""
@@ -114,11 +177,13 @@ class MeshBVH:
             raise ValueError(f"refit needs verts [{self.n_meshes}, {self.n_verts}, 3], got {tuple(verts.shape)}")
         if verts.device != self.device:
             raise ValueError(f"verts are on {verts.device} but the BVH is on {self.device}")
-        _check_finite("verts", verts)
-        self.verts = verts.detach().contiguous()
-        if self._ext is not None:
-            self._ext.bvh_refit(self.verts, self.faces, self.nodes, self.tri_verts, self.tri_ids, self.parents,
-                                self.n_nodes)
+        verts = verts.detach().to(self.tree_device).contiguous()  # [B, V, 3]
+        if _check_values(verts.device):
+            _check_finite("verts", verts)
+        if self._ext is None:
+            self.verts = verts
+            return
+        self._ext.bvh_refit(verts, self.faces, self.nodes, self.tri_verts, self.tri_ids, self.n_nodes)
 
     def _queries(self, name: str, t: torch.Tensor) -> torch.Tensor:
         _check_float3(name, t, 2)
@@ -129,8 +194,9 @@ class MeshBVH:
     def nearest(self, points: torch.Tensor, mesh_idx: torch.Tensor | None = None, max_dist: float = math.inf):
         """Exact nearest triangle of each point [N, 3] on mesh mesh_idx [N].
 
-        Returns face_idx [N] int64 (-1 where nothing lies within max_dist), bary [N, 3] of
-        the closest point on that triangle and sqdist [N] (inf where face_idx is -1).
+        Returns face_idx [N] int64 (-1 where nothing lies within max_dist, distances equal
+        to max_dist included), bary [N, 3] of the closest point on that triangle and sqdist [N]
+        (inf where face_idx is -1). Of equally near triangles the lowest face index wins.
         """
         points = self._queries("points", points)
         if not max_dist >= 0:
@@ -139,13 +205,13 @@ class MeshBVH:
         max_sqdist = math.inf if math.isinf(max_dist) else float(max_dist) ** 2
         if self._ext is None:
             return nearest_triangle_torch(self.verts, self.faces, points, mesh, max_sqdist)
-        face_idx, bary, sqdist = self._ext.bvh_nearest(self.nodes, self.tri_verts, self.tri_ids, points, mesh,
-                                                      max_sqdist, True)
-        return face_idx, bary, sqdist
+        out = self._ext.bvh_nearest(self.nodes, self.tri_verts, self.tri_ids, points.to(self.tree_device),
+                                    mesh.to(self.tree_device), max_sqdist, True)
+        return tuple(t.to(self.device) for t in out)
 
     def raycast(self, origins: torch.Tensor, dirs: torch.Tensor, mesh_idx: torch.Tensor | None = None):
         """First hit (t >= 0) of each ray. Returns t [N] (inf on a miss), face_idx [N] int64
-        (-1 on a miss) and bary [N, 3] of the hit point."""
+        (-1 on a miss) and bary [N, 3] of the hit point; of hits at the same t the lowest face wins."""
         origins = self._queries("origins", origins)
         dirs = self._queries("dirs", dirs)
         if origins.shape != dirs.shape:
@@ -153,7 +219,9 @@ class MeshBVH:
         mesh = _mesh_index(mesh_idx, origins.shape[0], self.n_meshes, self.device)
         if self._ext is None:
             return raycast_torch(self.verts, self.faces, origins, dirs, mesh)
-        return tuple(self._ext.bvh_raycast(self.nodes, self.tri_verts, self.tri_ids, origins, dirs, mesh))
+        out = self._ext.bvh_raycast(self.nodes, self.tri_verts, self.tri_ids, origins.to(self.tree_device),
+                                    dirs.to(self.tree_device), mesh.to(self.tree_device))
+        return tuple(t.to(self.device) for t in out)
 
 
 # ----------------------------------------------------------------------------------------
@@ -242,14 +310,23 @@ def _chunk_rows(n_faces: int, budget: int = 1 << 22) -> int:
     return max(1, budget // max(n_faces, 1))
 
 
+def _twin_mesh(mesh_idx: torch.Tensor | None, n: int, n_meshes: int, device: torch.device):
+    """Mesh index [N] int64 safe to gather with (an out-of-range one replaced by 0) and whether it was valid [N]."""
+    if mesh_idx is None or mesh_idx.numel() == 0:
+        mesh = torch.zeros(n, dtype=torch.long, device=device)
+    else:
+        mesh = mesh_idx.long()
+    valid = (mesh >= 0) & (mesh < n_meshes)
+    return torch.where(valid, mesh, 0), valid
+
+
 def nearest_triangle_torch(verts: torch.Tensor, faces: torch.Tensor, points: torch.Tensor,
                            mesh_idx: torch.Tensor | None = None, max_sqdist: float = math.inf):
     """Brute-force twin of MeshBVH.nearest: verts [B, V, 3], faces [F, 3], points [N, 3],
     mesh_idx [N] (or None / empty: mesh 0). Returns face_idx [N] int64, bary [N, 3], sqdist [N];
-    the lowest face index wins a tie."""
+    the lowest face index wins a tie; a point whose mesh index is out of range finds nothing."""
     n = points.shape[0]
-    mesh = torch.zeros(n, dtype=torch.long, device=points.device) if mesh_idx is None or mesh_idx.numel() == 0 \
-        else mesh_idx.long()
+    mesh, valid = _twin_mesh(mesh_idx, n, verts.shape[0], points.device)
     tris = verts[:, faces.long()]  # [B, F, 3, 3]
     face_out = torch.full((n,), -1, dtype=torch.long, device=points.device)
     bary_out = torch.zeros(n, 3, dtype=points.dtype, device=points.device)
@@ -259,8 +336,8 @@ def nearest_triangle_torch(verts: torch.Tensor, faces: torch.Tensor, points: tor
         p = points[s:s + step, None]  # [n, 1, 3]
         t = tris[mesh[s:s + step]]  # [n, F, 3, 3]
         d2, bc = closest_point_triangle_torch(p, t[:, :, 0], t[:, :, 1], t[:, :, 2])  # [n, F], [n, F, 3]
-        best_d2, best_f = d2.min(dim=1)
-        inside = best_d2 <= max_sqdist
+        best_d2, best_f = d2.min(dim=1)  # the first of equal minima: the lowest face
+        inside = (best_d2 <= max_sqdist) & valid[s:s + step]
         face_out[s:s + step] = torch.where(inside, best_f, -1)
         sq_out[s:s + step] = torch.where(inside, best_d2, math.inf)
         picked = bc.gather(1, best_f[:, None, None].expand(-1, 1, 3))[:, 0]
@@ -319,10 +396,10 @@ def ray_triangle_torch(origins: torch.Tensor, dirs: torch.Tensor, a: torch.Tenso
 
 def raycast_torch(verts: torch.Tensor, faces: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor,
                   mesh_idx: torch.Tensor | None = None):
-    """Brute-force twin of MeshBVH.raycast. Returns t [N], face_idx [N] int64, bary [N, 3]."""
+    """Brute-force twin of MeshBVH.raycast. Returns t [N], face_idx [N] int64, bary [N, 3]; of hits at the same t
+    the lowest face wins; a ray whose mesh index is out of range misses."""
     n = origins.shape[0]
-    mesh = torch.zeros(n, dtype=torch.long, device=origins.device) if mesh_idx is None or mesh_idx.numel() == 0 \
-        else mesh_idx.long()
+    mesh, valid = _twin_mesh(mesh_idx, n, verts.shape[0], origins.device)
     tris = verts[:, faces.long()]  # [B, F, 3, 3]
     t_out = torch.full((n,), math.inf, dtype=origins.dtype, device=origins.device)
     face_out = torch.full((n,), -1, dtype=torch.long, device=origins.device)
@@ -331,9 +408,9 @@ def raycast_torch(verts: torch.Tensor, faces: torch.Tensor, origins: torch.Tenso
     for s in range(0, n, step):
         tri = tris[mesh[s:s + step]]  # [n, F, 3, 3]
         t, bary = ray_triangle_torch(origins[s:s + step], dirs[s:s + step], tri[:, :, 0], tri[:, :, 1], tri[:, :, 2])
-        best_t, best_f = t.min(dim=1)
-        hit = torch.isfinite(best_t)
-        t_out[s:s + step] = best_t
+        best_t, best_f = t.min(dim=1)  # the first of equal minima: the lowest face
+        hit = torch.isfinite(best_t) & valid[s:s + step]
+        t_out[s:s + step] = torch.where(hit, best_t, math.inf)
         face_out[s:s + step] = torch.where(hit, best_f, -1)
         picked = bary.gather(1, best_f[:, None, None].expand(-1, 1, 3))[:, 0]
         bary_out[s:s + step] = torch.where(hit[:, None], picked, 0.0)

@@ -4,7 +4,8 @@
 // [first, first + count) of the mesh's leaf-ordered triangle array; an inner node
 // (count == 0) has its children at first and first + 1 (an even index, so a pair shares
 // one cache line), both after it in the array, so a reverse sweep refits children before
-// parents. Node 1 is unused (count < 0).
+// parents. Node 1 is unused (count < 0), as are the slots past a mesh's node count up to the
+// batch's node stride.
 #pragma once
 
 #include "pav/common.h"
@@ -36,32 +37,55 @@ PAV_HD float leaf_tri_sqdist(const float* tv, Vec3 p, float* bary) {
     return closest_point_triangle(p, load_vec3(tv), load_vec3(tv + 3), load_vec3(tv + 6), bary);
 }
 
+// Candidates are ordered by (distance, original face id): of equally near triangles the lowest face id wins,
+// whatever order the traversal (CPU or GPU, seeded or not) meets them in.
+constexpr int32_t kNoFace = 0x7fffffff;  // the face id of "no candidate yet": above every real one
+
+PAV_HD bool precedes(float dist, int32_t face, float best_dist, int32_t best_face) {
+    return dist < best_dist || (dist == best_dist && face < best_face);
+}
+
+PAV_HD bool valid_mesh(int32_t m, int64_t n_meshes) { return m >= 0 && m < n_meshes; }
+
 struct NearestResult {
     float sqdist;
     int32_t slot;  // leaf-ordered triangle index, -1 when none within the bound
+    int32_t face;  // tri_ids[slot], kNoFace with slot -1
     float bary[3];
 };
 
-// Exact nearest triangle to p among those closer than sqrt(best.sqdist). `best` may come
-// in holding a candidate (a seed from a neighbouring query): it is only ever improved.
+// No candidate yet: a triangle at squared distance <= bound (inclusive) is accepted.
+PAV_HD NearestResult nearest_bound(float bound) { return NearestResult{bound, -1, kNoFace, {0.0f, 0.0f, 0.0f}}; }
+
+// Offers leaf-ordered triangle `slot` (squared distance d2, barycentrics bary) to best.
+PAV_HD void offer_nearest(const BVHView& bvh, int32_t slot, float d2, const float* bary, NearestResult& best) {
+    if (!(d2 <= best.sqdist)) return;
+    const int32_t face = bvh.tri_ids[slot];
+    if (!precedes(d2, face, best.sqdist, best.face)) return;
+    best.sqdist = d2;
+    best.slot = slot;
+    best.face = face;
+    best.bary[0] = bary[0]; best.bary[1] = bary[1]; best.bary[2] = bary[2];
+}
+
+// Exact nearest triangle to p: the first in (squared distance, face id) order among those at most
+// sqrt(best.sqdist) away. `best` may come in holding a candidate (a seed from a neighbouring query): it only
+// bounds the search, since the result is that first triangle whichever candidate came in. The pruning is
+// non-strict (a box exactly as far as the best is visited) so that a tied, lower face elsewhere is found.
 PAV_HD void bvh_nearest(const BVHView& bvh, Vec3 p, NearestResult& best) {
     int32_t stack_node[kBVHStackSize];
     float stack_dist[kBVHStackSize];
     int sp = 0;
     int32_t node = 0;
     float node_dist = box_sqdist(p, node_lo(bvh.nodes[0]), node_hi(bvh.nodes[0]));
-    if (!(node_dist < best.sqdist)) return;
+    if (!(node_dist <= best.sqdist)) return;
     while (true) {
         const BVHNode& n = bvh.nodes[node];
         if (n.count > 0) {
             for (int32_t k = n.first; k < n.first + n.count; ++k) {
                 float bary[3];
                 float d2 = leaf_tri_sqdist(bvh.tri_verts + 9 * (int64_t)k, p, bary);
-                if (d2 < best.sqdist) {
-                    best.sqdist = d2;
-                    best.slot = k;
-                    best.bary[0] = bary[0]; best.bary[1] = bary[1]; best.bary[2] = bary[2];
-                }
+                offer_nearest(bvh, k, d2, bary, best);
             }
         } else {
             int32_t left = n.first, right = n.first + 1;
@@ -74,17 +98,17 @@ PAV_HD void bvh_nearest(const BVHView& bvh, Vec3 p, NearestResult& best) {
             float near_d = swap ? dr : dl, far_d = swap ? dl : dr;
             stack_node[sp] = far_node;
             stack_dist[sp] = far_d;
-            sp += far_d < best.sqdist ? 1 : 0;
-            if (near_d < best.sqdist) {
+            sp += far_d <= best.sqdist ? 1 : 0;
+            if (near_d <= best.sqdist) {
                 node = near_node;
                 continue;
             }
         }
-        // Pop the next subtree that can still hold something closer.
+        // Pop the next subtree that can still hold something closer (or as close, with a lower face).
         bool found = false;
         while (sp > 0) {
             --sp;
-            if (stack_dist[sp] < best.sqdist) {
+            if (stack_dist[sp] <= best.sqdist) {
                 node = stack_node[sp];
                 found = true;
                 break;
@@ -96,11 +120,14 @@ PAV_HD void bvh_nearest(const BVHView& bvh, Vec3 p, NearestResult& best) {
 
 struct RayResult {
     float t;
-    int32_t slot;
+    int32_t slot;  // -1 on a miss
+    int32_t face;  // tri_ids[slot], kNoFace on a miss
     float bary[3];
 };
 
-// First hit along the ray with t in [0, best.t).
+PAV_HD RayResult ray_miss() { return RayResult{INFINITY, -1, kNoFace, {0.0f, 0.0f, 0.0f}}; }
+
+// First hit along the ray with finite t >= 0, in (t, face id) order: of hits at the same t the lowest face wins.
 PAV_HD void bvh_raycast(const BVHView& bvh, const Ray& ray, RayResult& best) {
     int32_t stack_node[kBVHStackSize];
     float stack_t[kBVHStackSize];
@@ -114,13 +141,16 @@ PAV_HD void bvh_raycast(const BVHView& bvh, const Ray& ray, RayResult& best) {
             for (int32_t k = n.first; k < n.first + n.count; ++k) {
                 const float* tv = bvh.tri_verts + 9 * (int64_t)k;
                 float t, bary[3];
-                if (ray_triangle(ray, load_vec3(tv), load_vec3(tv + 3), load_vec3(tv + 6), best.t, t, bary)) {
-                    best.t = t;
-                    best.slot = k;
-                    best.bary[0] = bary[0]; best.bary[1] = bary[1]; best.bary[2] = bary[2];
-                }
+                if (!ray_triangle(ray, load_vec3(tv), load_vec3(tv + 3), load_vec3(tv + 6), best.t, t, bary)) continue;
+                const int32_t face = bvh.tri_ids[k];
+                if (!precedes(t, face, best.t, best.face)) continue;
+                best.t = t;
+                best.slot = k;
+                best.face = face;
+                best.bary[0] = bary[0]; best.bary[1] = bary[1]; best.bary[2] = bary[2];
             }
         } else {
+            // ray_box keeps a box whose entry is at best.t, so a tied hit in it is still found.
             int32_t left = n.first, right = n.first + 1;
             float tl = ray_box(ray, node_lo(bvh.nodes[left]), node_hi(bvh.nodes[left]), best.t);
             float tr = ray_box(ray, node_lo(bvh.nodes[right]), node_hi(bvh.nodes[right]), best.t);
@@ -148,25 +178,32 @@ PAV_HD void bvh_raycast(const BVHView& bvh, const Ray& ray, RayResult& best) {
     }
 }
 
-// Writes query i of a batched nearest op: face index (-1 when none within the bound),
-// barycentrics and squared distance (inf when none). Shared by the OpenMP loop and the kernel.
-PAV_HD void write_nearest(const BVHView& view, const NearestResult& best, int64_t i, int64_t* face_out,
-                          float* bary_out, float* sqdist_out) {
+// Writes query i of a batched nearest op: face index (-1 when none within the bound, or when the query's
+// mesh index is out of range), barycentrics and squared distance (inf when none). Shared by the OpenMP
+// loop and the kernel.
+PAV_HD void write_nearest(const NearestResult& best, int64_t i, int64_t* face_out, float* bary_out,
+                          float* sqdist_out) {
     const bool found = best.slot >= 0;
-    face_out[i] = found ? view.tri_ids[best.slot] : -1;
+    face_out[i] = found ? best.face : -1;
     sqdist_out[i] = found ? best.sqdist : INFINITY;
     for (int k = 0; k < 3; ++k) bary_out[3 * i + k] = found ? best.bary[k] : 0.0f;
 }
 
-// Query i of a batched raycast: first hit of ray (origins[i], dirs[i]); t = inf and face -1 on a miss.
+// Writes query i of a batched raycast: t = inf, face -1 and bary 0 on a miss.
+PAV_HD void write_ray(const RayResult& best, int64_t i, float* t_out, int64_t* face_out, float* bary_out) {
+    const bool hit = best.slot >= 0;
+    t_out[i] = hit ? best.t : INFINITY;
+    face_out[i] = hit ? best.face : -1;
+    for (int k = 0; k < 3; ++k) bary_out[3 * i + k] = hit ? best.bary[k] : 0.0f;
+}
+
+// Query i of a batched raycast: first hit of ray (origins[i], dirs[i]).
 PAV_HD void raycast_query(const BVHView& view, const float* origins, const float* dirs, int64_t i, float* t_out,
                           int64_t* face_out, float* bary_out) {
     Ray ray = make_ray(load_vec3(origins + 3 * i), load_vec3(dirs + 3 * i));
-    RayResult best{INFINITY, -1, {0.0f, 0.0f, 0.0f}};
+    RayResult best = ray_miss();
     bvh_raycast(view, ray, best);
-    t_out[i] = best.t;
-    face_out[i] = best.slot >= 0 ? view.tri_ids[best.slot] : -1;
-    for (int k = 0; k < 3; ++k) bary_out[3 * i + k] = best.bary[k];
+    write_ray(best, i, t_out, face_out, bary_out);
 }
 
 // Box of a leaf-ordered triangle, padded so that box tests stay conservative under rounding.

@@ -138,8 +138,9 @@ PAV_HD float ray_box(const Ray& r, Vec3 lo, Vec3 hi, float t_max) {
 }
 
 // Watertight ray-triangle test: a ray through a shared edge or vertex hits at least one
-// of the triangles that share it. Hits need t >= 0 and t < t_best. Returns true on a hit
-// and writes t and the barycentrics of (a, b, c).
+// of the triangles that share it. Hits need a finite t in [0, t_best] (a hit at t_best may
+// still win its tie on the face id). Returns true on a hit and writes t and the barycentrics
+// of (a, b, c).
 PAV_HD bool ray_triangle(const Ray& r, Vec3 a, Vec3 b, Vec3 c, float t_best, float& t_hit, float* bary) {
     Vec3 A = a - r.org, B = b - r.org, C = c - r.org;
     float akz = get(A, r.kz), bkz = get(B, r.kz), ckz = get(C, r.kz);
@@ -160,7 +161,7 @@ PAV_HD bool ray_triangle(const Ray& r, Vec3 a, Vec3 b, Vec3 c, float t_best, flo
     float T = U * (r.sz * akz) + V * (r.sz * bkz) + W * (r.sz * ckz);
     float inv_det = 1.0f / det;
     float t = T * inv_det;
-    if (!(t >= 0.0f) || !(t < t_best)) return false;
+    if (!(t >= 0.0f) || !(t <= t_best) || !(t < INFINITY)) return false;
     t_hit = t;
     bary[0] = U * inv_det; bary[1] = V * inv_det; bary[2] = W * inv_det;
     return true;
