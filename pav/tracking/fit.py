@@ -94,10 +94,11 @@ def fit(projector: LandmarkProjector, shape: Tensor, items: list[FitItem], stage
         groups.append({"params": [s.log_focal for s in seqs], "lr": stage.lr["focal"]})
     if stage.shape:
         groups.append({"params": [shape], "lr": stage.lr["shape"]})
-    joint_mask = torch.zeros(1, 5, 1)
+    joint_mask = torch.zeros(1, 5, 1, device=shape.device)
     joint_mask[:, list(stage.joints)] = 1.0
 
-    def objective() -> tuple[Tensor, float]:
+    def objective() -> tuple[Tensor, Tensor]:
+        """(the loss, the mean landmark term); the latter stays a tensor: no device sync per step."""
         total, lmk_sum = 0.0, 0.0
         for it in items:
             rotations = _masked(it.seq.rotations[it.index], joint_mask)
@@ -111,12 +112,12 @@ def fit(projector: LandmarkProjector, shape: Tensor, items: list[FitItem], stage
             if it.consecutive and len(it.index) > 1:
                 loss = loss + smooth_terms(rotations, transl, expr, w)
             total = total + loss
-            lmk_sum += float(lmk.detach())
+            lmk_sum = lmk_sum + lmk.detach()
         if stage.shape:
             total = total + w.shape * shape.square().sum()
         return total, lmk_sum / len(items)
 
-    last = [0.0]
+    last = [shape.new_zeros(())]
     if stage.optimizer == "lbfgs":  # quasi-Newton: least squares converge in far fewer passes than Adam
         params = [p for g in groups for p in g["params"]]
         optim = torch.optim.LBFGS(params, lr=1.0, max_iter=stage.steps, history_size=20,
@@ -129,7 +130,7 @@ def fit(projector: LandmarkProjector, shape: Tensor, items: list[FitItem], stage
             return total
 
         optim.step(closure)
-        return last[0]
+        return float(last[0])
     optim = torch.optim.Adam(groups, betas=(0.9, 0.99))
     # cosine decay to 5% of each group's rate: the last steps settle instead of jittering
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -141,8 +142,8 @@ def fit(projector: LandmarkProjector, shape: Tensor, items: list[FitItem], stage
         optim.step()
         sched.step()
         if log is not None:
-            log(step, last[0])
-    return last[0]
+            log(step, float(last[0]))
+    return float(last[0])
 
 
 def initial_pose(projector: LandmarkProjector, shape: Tensor, seq: SequenceParams, observed: Tensor,
@@ -173,7 +174,7 @@ def initial_pose(projector: LandmarkProjector, shape: Tensor, seq: SequenceParam
 def interpolate_from_keyframes(seq: SequenceParams, keyframes: Tensor) -> None:
     """Fill every frame's motion by linear interpolation between fitted keyframe rows [K] (sorted)."""
     with torch.no_grad():
-        rows = torch.arange(len(seq), dtype=torch.float32)
+        rows = torch.arange(len(seq), dtype=torch.float32, device=keyframes.device)
         right = torch.searchsorted(keyframes.float(), rows).clamp(1, len(keyframes) - 1)
         left = right - 1
         k0, k1 = keyframes[left].float(), keyframes[right].float()

@@ -25,18 +25,20 @@ class Observations:
 
     @classmethod
     def of(cls, projector: LandmarkProjector, inp: TrackInput) -> Observations:
+        """The detections on the projector's device."""
         points = projector.select(inp.landmarks)
         confidence = projector.select(inp.confidence) * np.isfinite(points).all(-1)
-        return cls(torch.from_numpy(np.nan_to_num(points).astype(np.float32)),
-                   torch.from_numpy(confidence.astype(np.float32)))
+        return cls(torch.from_numpy(np.nan_to_num(points).astype(np.float32)).to(projector.device),
+                   torch.from_numpy(confidence.astype(np.float32)).to(projector.device))
 
     def item(self, seq: SequenceParams, rows: Tensor, consecutive: bool = False) -> FitItem:
         return FitItem(seq, rows, self.points[rows], self.confidence[rows], consecutive)
 
 
-def keyframe_rows(n_frames: int, count: int) -> Tensor:
+def keyframe_rows(n_frames: int, count: int, device: torch.device | str = "cpu") -> Tensor:
     """[K] evenly spaced rows, first and last included."""
-    return torch.unique(torch.linspace(0, n_frames - 1, min(count, n_frames)).round().long())
+    rows = torch.linspace(0, n_frames - 1, min(count, n_frames)).round().long()
+    return torch.unique(rows).to(device)
 
 
 def place_rigidly(projector: LandmarkProjector, shape: Tensor, seq: SequenceParams, obs: Observations,
@@ -50,16 +52,16 @@ def fit_identity(projector: LandmarkProjector, inputs: list[TrackInput], focals:
                  keyframes: int, rigid_steps: int, steps: int, w: FitWeights) -> tuple[np.ndarray, list[float], float]:
     """One shape from keyframes of all `inputs` together; returns (shape [n_shape], focal per input,
     final landmark term)."""
-    n_expr = projector.flame.n_expr
-    shape = torch.zeros(n_shape, requires_grad=True)
+    n_expr, device = projector.flame.n_expr, projector.device
+    shape = torch.zeros(n_shape, device=device, requires_grad=True)
     items = []
     for inp, focal in zip(inputs, focals, strict=True):
         obs = Observations.of(projector, inp)
-        rows = keyframe_rows(len(inp), keyframes)
-        seq = SequenceParams(len(inp), n_expr, inp.image_size[1], focal)
+        rows = keyframe_rows(len(inp), keyframes, device)
+        seq = SequenceParams(len(inp), n_expr, inp.image_size[1], focal, device)
         place_rigidly(projector, shape, seq, obs, rows, rigid_steps, w, inp.image_size)
         items.append(obs.item(seq, rows))
     size = inputs[0].image_size
     stage = Stage("identity", steps, ALL_JOINTS, expr=True, shape=True, focal=True)
     residual = fit(projector, shape, items, stage, w, size)
-    return shape.detach().numpy().copy(), [it.seq.focal.item() for it in items], residual
+    return shape.detach().cpu().numpy().copy(), [it.seq.focal.item() for it in items], residual

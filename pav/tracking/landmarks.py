@@ -21,13 +21,16 @@ class LandmarkProjector:
                 f"{flame.source}: no mediapipe landmark embedding; pass landmark_embedding=PATH "
                 "(FLAME's mediapipe_landmark_embedding.npz) to track with it")
         column_of = {int(d): j for j, d in enumerate(np.asarray(detector_ids))}
-        keep = [k for k, d in enumerate(embedding.indices.tolist()) if d in column_of]
+        indices = embedding.indices.tolist()
+        keep = [k for k, d in enumerate(indices) if d in column_of]
         if len(keep) < 6:
             raise HeadModelError(f"{flame.source}: only {len(keep)} embedded landmarks are among the detector's "
                                  f"{len(column_of)} points; tracking needs at least 6")
-        keep_t = torch.tensor(keep)
+        device = flame.faces.device
+        keep_t = torch.tensor(keep, device=device)
         self.flame = flame
-        self.columns = torch.tensor([column_of[int(embedding.indices[k])] for k in keep])  # [M] detector column
+        # [M] detector column of each point; on the CPU: it picks columns of the detections' numpy arrays
+        self.columns = np.asarray([column_of[int(indices[k])] for k in keep], dtype=np.int64)
         corners = flame.faces[embedding.face_idx[keep_t]]  # [M, 3] vertex ids
         self.vertex_ids, local = torch.unique(corners, return_inverse=True)  # [K], [M, 3]
         self.local_faces = local.reshape(-1, 3)  # [M, 3] into vertex_ids
@@ -36,9 +39,14 @@ class LandmarkProjector:
     def __len__(self) -> int:
         return int(self.columns.shape[0])
 
+    @property
+    def device(self) -> torch.device:
+        """Where the head model lives, and so everything the fit computes."""
+        return self.flame.faces.device
+
     def select(self, detected: np.ndarray) -> np.ndarray:
         """Per-frame detector arrays [T, L, ...] -> the embedded points' [T, M, ...]."""
-        return np.take(np.asarray(detected), self.columns.numpy(), axis=1)
+        return np.take(np.asarray(detected), self.columns, axis=1)
 
     def points(self, shape: Tensor, expr: Tensor, rotations: Tensor, transl: Tensor) -> Tensor:
         """World positions [B, M, 3] of the landmarks."""

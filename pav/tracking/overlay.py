@@ -17,15 +17,15 @@ MAX_SIDE = 512  # overlays are for looking at; larger frames only cost time
 
 
 def shade(verts: Tensor, faces: Tensor, focal: float, size: tuple[int, int], scale: float) -> tuple[Tensor, Tensor]:
-    """Headlight shading [B, h, w] and coverage [B, h, w] of world meshes verts [B, V, 3]."""
+    """Headlight shading [B, h, w] and coverage [B, h, w] of world meshes verts [B, V, 3], on verts' device."""
     h, w = round(size[0] * scale), round(size[1] * scale)
     cam = to_camera(verts).contiguous()  # [B, V, 3]
     # a resized image is the same camera with its focal length scaled (principal point stays central)
     hits = rasterize(cam, faces, focal * scale, (h, w))
     tri = cam[hits.frame[:, None], faces[hits.face_idx]]  # [N, 3, 3]
     normal = F.normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), dim=-1)
-    dirs = F.normalize(pixel_dirs(focal * scale, (h, w))[hits.pixel % (h * w)], dim=-1)
-    light = torch.zeros(cam.shape[0] * h * w)
+    dirs = F.normalize(pixel_dirs(focal * scale, (h, w), cam.device)[hits.pixel % (h * w)], dim=-1)
+    light = cam.new_zeros(cam.shape[0] * h * w)
     light[hits.pixel] = (normal * dirs).sum(-1).abs()
     hit = torch.zeros_like(light)
     hit[hits.pixel] = 1.0
@@ -50,5 +50,5 @@ def write_overlay(path: Path, frames_of, verts_of, faces: Tensor, focal: float, 
         for start in range(0, n_frames, batch):
             rows = np.arange(start, min(start + batch, n_frames))
             light, hit = shade(verts_of(rows), faces, focal, size, scale)
-            out.extend(overlay_frames(frames_of(rows, scale), light, hit))
+            out.extend(overlay_frames(frames_of(rows, scale), light.cpu(), hit.cpu()))
     return write_mp4(path, out, fps)

@@ -57,7 +57,7 @@ def skin_faces(flame: FLAME, projector: LandmarkProjector) -> Tensor:
     """[F] bool: the faces the photometric term uses."""
     if flame.face_region is not None:
         wanted = [flame.region_names.index(r) for r in PHOTO_REGIONS if r in flame.region_names]
-        return torch.isin(flame.face_region, torch.tensor(wanted))
+        return torch.isin(flame.face_region, torch.tensor(wanted, device=flame.face_region.device))
     # no region labels (official FLAME): the faces inside the landmarks' box on the neutral head
     with torch.no_grad():
         rest = flame.v_template[flame.faces].mean(1)  # [F, 3]
@@ -74,11 +74,12 @@ class PhotometricTerm:
         if flame.vt is None or flame.ft is None:
             raise ValueError(f"{flame.source}: the photometric term needs a uv layout (uv_layout=PATH)")
         self.flame, self.appearance = flame, appearance
-        self.skin = skin_faces(flame, projector)
+        self.skin = skin_faces(flame, projector)  # [F] bool, on the head model's device
 
     def __call__(self, shape: Tensor, expr: Tensor, rotations: Tensor, transl: Tensor, focal: float,
                  rgb: Tensor, alpha: Tensor) -> Tensor:
-        """Mean L1 colour error over skin pixels inside the matte; rgb [B, h, w, 3], alpha [B, h, w]."""
+        """Mean L1 colour error over skin pixels inside the matte; rgb [B, h, w, 3], alpha [B, h, w], both on
+        the head model's device."""
         verts = self.flame(shape=shape, expr=expr, rotations=rotations, transl=transl).verts
         cam = to_camera(verts)  # [B, V, 3]
         size = (rgb.shape[1], rgb.shape[2])
@@ -94,17 +95,19 @@ class PhotometricTerm:
         return (colour - rgb.reshape(-1, 3)[pixel]).abs().mean()
 
 
-def _images(inp: TrackInput, rows: np.ndarray, size: int) -> tuple[Tensor, Tensor]:
-    rgb, alpha = inp.load_images(rows, (size, size * inp.image_size[1] // inp.image_size[0]))
-    return torch.from_numpy(rgb), torch.from_numpy(alpha)
+def _images(inp: TrackInput, rows: Tensor, size: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """RGB [B, h, w, 3] and alpha [B, h, w] of frames `rows`, h = size, on `device`."""
+    rgb, alpha = inp.load_images(rows.cpu().numpy(), (size, size * inp.image_size[1] // inp.image_size[0]))
+    return torch.from_numpy(rgb).to(device), torch.from_numpy(alpha).to(device)
 
 
 def refine_photometric(flame: FLAME, projector: LandmarkProjector, inp: TrackInput, seq: SequenceParams,
                        shape: np.ndarray, cfg, w: FitWeights) -> float:
     """Refine seq's motion and expression with the colour term; returns the final mean L1 error."""
-    shape_t = torch.from_numpy(np.asarray(shape, np.float32))
+    device = projector.device
+    shape_t = torch.from_numpy(np.asarray(shape, np.float32)).to(device)  # [n_shape]
     obs = Observations.of(projector, inp)
-    appearance = Appearance()
+    appearance = Appearance().to(device)
     term = PhotometricTerm(flame, projector, appearance)
     width = inp.image_size[1]
 
@@ -124,8 +127,8 @@ def refine_photometric(flame: FLAME, projector: LandmarkProjector, inp: TrackInp
         return total, float(photo.detach())
 
     # 1. the albedo and light on keyframes, geometry fixed
-    keys = keyframe_rows(len(inp), cfg.photo_batch)
-    rgb, alpha = _images(inp, keys.numpy(), cfg.photo_size)
+    keys = keyframe_rows(len(inp), cfg.photo_batch, device)
+    rgb, alpha = _images(inp, keys, cfg.photo_size, device)
     optim = torch.optim.Adam(appearance.parameters(), lr=2e-2)
     for _ in range(max(cfg.photo_steps * 3, 1)):
         optim.zero_grad(set_to_none=True)
@@ -136,8 +139,8 @@ def refine_photometric(flame: FLAME, projector: LandmarkProjector, inp: TrackInp
     last = math.nan
     for size in (max(cfg.photo_size // 2, 16), cfg.photo_size):
         for start in range(0, len(inp), cfg.photo_batch):
-            rows = torch.arange(start, min(start + cfg.photo_batch, len(inp)))
-            rgb, alpha = _images(inp, rows.numpy(), size)
+            rows = torch.arange(start, min(start + cfg.photo_batch, len(inp)), device=device)
+            rgb, alpha = _images(inp, rows, size, device)
             optim = torch.optim.Adam([{"params": [seq.rotations], "lr": 2e-3}, {"params": [seq.transl], "lr": 3e-4},
                                       {"params": [seq.expr], "lr": 1e-2},
                                       {"params": list(appearance.parameters()), "lr": 5e-3}], betas=(0.9, 0.99))

@@ -33,6 +33,13 @@ STATE_DIR = "tracking"
 IDENTITY_FILE = "identity.npz"
 DEFAULT_FOCAL = 2.0  # x image width (about 28 degrees), when the crop's zoom is unknown
 PHONE_FOCAL = 0.87  # x source width: a 60-degree horizontal field of view
+DEVICES = ("auto", "cpu", "cuda")
+# what a saved result does not depend on: a run started on the CPU resumes on a GPU
+RUN_ONLY_KEYS = ("collection", "overlay", "fps", "restart", "threads", "device")
+
+
+class TrackConfigError(ValueError):
+    """A tracking option that cannot work here; the message names the option."""
 
 
 @dataclass
@@ -55,12 +62,23 @@ class TrackConfig:
     overlay: bool = True
     fps: float = 25.0  # of the overlay videos
     restart: bool = False  # ignore saved progress under ROOT/tracking/
-    threads: int = 0  # torch threads; 0 = all cores
+    threads: int = 0  # torch threads on the CPU; 0 = all cores
+    device: str = "auto"  # auto | cpu | cuda (auto: CUDA when torch sees one)
+
+
+def pick_device(spec: str) -> torch.device:
+    """auto | cpu | cuda -> the device the fit runs on; refuses cuda where torch sees no CUDA device."""
+    if spec not in DEVICES:
+        raise TrackConfigError(f"device={spec!r} is not one of {', '.join(DEVICES)}")
+    if spec == "cuda" and not torch.cuda.is_available():
+        raise TrackConfigError("device=cuda but torch sees no CUDA device (a CPU build of torch, or no GPU); "
+                               "use device=cpu or device=auto")
+    return torch.device("cuda" if spec == "cuda" or (spec == "auto" and torch.cuda.is_available()) else "cpu")
 
 
 def _settings(cfg: TrackConfig, w: FitWeights) -> dict:
     """What a saved result depends on: a rerun with other settings starts over instead of mixing."""
-    keep = {k: v for k, v in asdict(cfg).items() if k not in ("collection", "overlay", "fps", "restart", "threads")}
+    keep = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY_KEYS}
     return json.loads(json.dumps({**keep, "weights": asdict(w)}))
 
 
@@ -89,20 +107,21 @@ def initial_focal(cfg: TrackConfig, inp: TrackInput) -> float:
     return DEFAULT_FOCAL * inp.image_size[1]
 
 
-def load_head(cfg: TrackConfig, meta: dict) -> tuple[FLAME, str]:
+def load_head(cfg: TrackConfig, meta: dict, device: torch.device | str = "cpu") -> tuple[FLAME, str]:
     head = cfg.head_model or meta.get("head_model") or "procedural:0"
     flame = FLAME.from_file(head, n_shape=cfg.n_shape, n_expr=cfg.n_expr,
                             uv_layout=cfg.uv_layout or meta.get("uv_layout"), landmark_embedding=cfg.landmark_embedding)
-    return flame, head
+    return flame.to(device), head
 
 
 def track(cfg: TrackConfig) -> dict:
     """Fit, save and write the tracked collection; returns a summary per appearance."""
+    device = pick_device(cfg.device)  # before any work: a bad device fails at once
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     root = Path(cfg.collection)
     meta, inputs = read_inputs(root)
-    flame, head = load_head(cfg, meta)
+    flame, head = load_head(cfg, meta, device)
     ids = {tuple(inp.landmark_ids.tolist()) for inp in inputs}
     if len(ids) != 1:
         raise TrackingInputError(f"{root}: appearances were detected with different landmark sets")
@@ -152,7 +171,7 @@ def track(cfg: TrackConfig) -> dict:
                              "landmark_px": float(np.sqrt(2 * float(state["residual"]))),
                              "seconds": float(state["seconds"])}
     write_tracked(root, meta, head, cfg, flame, inputs, shape, state_dir, settings)
-    print(f"[pav.track] wrote {root} ({time.time() - started:.0f} s); train with "
+    print(f"[pav.track] wrote {root} ({time.time() - started:.0f} s on {device.type}); train with "
           f"`python train.py data=vidcol data.root={root}`")
     return summary
 
@@ -189,11 +208,13 @@ def _overlay(path: Path, flame: FLAME, inp: TrackInput, shape: np.ndarray, state
         rgb, _ = inp.load_images(rows, size)
         return (rgb * 255 + 0.5).astype(np.uint8)
 
-    def verts_of(rows: np.ndarray) -> torch.Tensor:
-        def t(name: str) -> torch.Tensor:
-            return torch.from_numpy(np.asarray(state[name][rows], np.float32))
+    device = flame.v_template.device
 
-        return flame(shape=torch.from_numpy(shape), expr=t("expr"), rotations=t("rotations"),
-                     transl=t("transl")).verts
+    def verts_of(rows: np.ndarray) -> torch.Tensor:
+        def t(value: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(value, np.float32)).to(device)
+
+        return flame(shape=t(shape), expr=t(state["expr"][rows]), rotations=t(state["rotations"][rows]),
+                     transl=t(state["transl"][rows])).verts  # [B, V, 3] on the fit's device
 
     write_overlay(path, frames_of, verts_of, flame.faces, float(state["focal"]), inp.image_size, len(inp), fps)

@@ -3,11 +3,13 @@
 Visibility comes from the project's BVH ray caster (no gradient, like a z-buffer); the barycentrics
 of each hit are recomputed in torch from the triangle's corners, so colours and normals interpolated
 with them pass gradients to the vertices, as nvdiffrast's interior pixels do. With nvdiffrast
-installed and the mesh on a GPU, `rasterize` uses it for the visibility instead.
+installed and the mesh on a GPU, `rasterize` uses it for the visibility instead (one context per GPU,
+the render padded to a multiple of 8 pixels and cropped back, so any image size works).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -49,31 +51,70 @@ def ray_barycentrics(dirs: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     return torch.stack([1 - u - v, u, v], -1)
 
 
-def _visible_faces_bvh(cam_verts: Tensor, faces: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
-    """(pixel [N] into B * P, face_idx [N]) of the first hit of every pixel ray."""
+def _visible_faces_bvh(cam_verts: Tensor, faces: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor, str]:
+    """(pixel [N] into B * P, face_idx [N], the BVH's backend) of the first hit of every pixel ray."""
     batch, n_pix = cam_verts.shape[0], dirs.shape[0]
     bvh = MeshBVH(cam_verts.detach().contiguous(), faces)
     mesh = torch.arange(batch, device=dirs.device).repeat_interleave(n_pix)
     unit = dirs / dirs.norm(dim=-1, keepdim=True)
     _, face_idx, _ = bvh.raycast(torch.zeros(batch * n_pix, 3, device=dirs.device), unit.repeat(batch, 1), mesh)
     pixel = torch.nonzero(face_idx >= 0)[:, 0]
-    return pixel, face_idx[pixel]
+    return pixel, face_idx[pixel], bvh.backend
+
+
+NVDIFFRAST_ALIGN = 8  # older nvdiffrast refuses resolutions that are not multiples of 8
+NEAR, FAR = 0.01, 10.0  # metres: the clip range of nvdiffrast's depth
+
+
+def padded_size(size: tuple[int, int], align: int = NVDIFFRAST_ALIGN) -> tuple[int, int]:
+    """(H, W) rounded up to multiples of `align`."""
+    return tuple(-(-n // align) * align for n in size)
+
+
+def clip_space(cam_verts: Tensor, focal: float, size: tuple[int, int], padded: tuple[int, int]) -> Tensor:
+    """Camera-space points [B, V, 3] (OpenCV axes, principal point at the centre of `size`) -> nvdiffrast clip
+    coordinates [B, V, 4] for a render of `padded` (H', W') >= size whose top-left (H, W) is the image.
+
+    nvdiffrast: y points up and output row 0 is the bottom; pixel i's centre lies at NDC (i + 0.5) * 2 / W' - 1.
+    OpenCV pixel u = f x / z + (W - 1) / 2, so NDC x = (2 (f x / z + (W - 1) / 2) + 1) / W' - 1; rows count
+    down from the top of the padded image: after flipping rows, its top-left (H, W) is the image.
+    """
+    (h, w), (hp, wp) = size, padded
+    x, y, z = cam_verts.unbind(-1)
+    clip_x = (2 * focal / wp) * x + (w / wp - 1) * z  # (2 cx + 1) / W' - 1 with cx = (W - 1) / 2
+    clip_y = -(2 * focal / hp) * y + (1 - h / hp) * z
+    clip_z = (FAR + NEAR) / (FAR - NEAR) * z - 2 * FAR * NEAR / (FAR - NEAR)
+    return torch.stack([clip_x, clip_y, clip_z, z], -1)
+
+
+def unpad_triangle_ids(triangle_ids: Tensor, size: tuple[int, int]) -> Tensor:
+    """nvdiffrast's triangle id + 1 [B, H', W'] (row 0 at the bottom, 0 = empty) -> face index [B * H * W] of the
+    image's pixels in row-major order from the top-left, -1 where empty."""
+    h, w = size
+    return triangle_ids.flip(1)[:, :h, :w].long().reshape(-1) - 1
+
+
+_RASTER_CONTEXTS: dict[torch.device, object] = {}  # one nvdiffrast context per GPU, made on first use
+
+
+def _raster_context(device: torch.device):
+    import nvdiffrast.torch as dr
+
+    if device.index is None:
+        device = torch.device(device.type, torch.cuda.current_device())
+    if device not in _RASTER_CONTEXTS:
+        _RASTER_CONTEXTS[device] = dr.RasterizeCudaContext(device=device)
+    return _RASTER_CONTEXTS[device]
 
 
 def _visible_faces_nvdiffrast(cam_verts: Tensor, faces: Tensor, focal: float,
                               size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     import nvdiffrast.torch as dr
 
-    h, w = size
-    x, y, z = cam_verts.detach().unbind(-1)
-    near, far = 0.01, 10.0
-    # OpenCV pixels -> clip space; nvdiffrast's y axis points up, row 0 is the bottom
-    clip_x = (2 * focal / w) * x + ((w - 1) / 2 * 2 / w - 1 + 1 / w) * z
-    clip_y = -(2 * focal / h) * y - ((h - 1) / 2 * 2 / h - 1 + 1 / h) * z
-    clip_z = (far + near) / (far - near) * z - 2 * far * near / (far - near)
-    clip = torch.stack([clip_x, clip_y, clip_z, z], -1).contiguous()
-    rast, _ = dr.rasterize(dr.RasterizeCudaContext(device=cam_verts.device), clip, faces.int().contiguous(), (h, w))
-    tri = rast[..., 3].long().flip(1).reshape(-1) - 1  # [B * H * W], -1 where empty
+    padded = padded_size(size)
+    clip = clip_space(cam_verts.detach(), focal, size, padded).contiguous()  # [B, V, 4]
+    rast, _ = dr.rasterize(_raster_context(cam_verts.device), clip, faces.int().contiguous(), padded)
+    tri = unpad_triangle_ids(rast[..., 3], size)  # [B * H * W], -1 where empty
     pixel = torch.nonzero(tri >= 0)[:, 0]
     return pixel, tri[pixel]
 
@@ -88,15 +129,22 @@ def _use_nvdiffrast(cam_verts: Tensor) -> bool:
     return True
 
 
+SERVED: Counter[str] = Counter()  # calls served per rasteriser: nvdiffrast, bvh-ext or bvh-torch (for the bench)
+
+
 def rasterize(cam_verts: Tensor, faces: Tensor, focal: float, size: tuple[int, int]) -> Raster:
-    """Camera-space meshes [B, V, 3] (OpenCV axes), faces [F, 3] -> the hits of every pixel."""
+    """Camera-space meshes [B, V, 3] (OpenCV axes), faces [F, 3] on the same device -> the hits of every pixel."""
     if cam_verts.ndim != 3 or cam_verts.shape[-1] != 3:
         raise ValueError(f"rasterize: cam_verts must be [B, V, 3], got {tuple(cam_verts.shape)}")
+    if faces.device != cam_verts.device:
+        raise ValueError(f"rasterize: faces are on {faces.device} but cam_verts on {cam_verts.device}")
     dirs = pixel_dirs(focal, size, cam_verts.device)  # [P, 3]
     if _use_nvdiffrast(cam_verts):
         pixel, face_idx = _visible_faces_nvdiffrast(cam_verts, faces, focal, size)
+        SERVED["nvdiffrast"] += 1
     else:
-        pixel, face_idx = _visible_faces_bvh(cam_verts, faces, dirs)
+        pixel, face_idx, backend = _visible_faces_bvh(cam_verts, faces, dirs)
+        SERVED[f"bvh-{backend}"] += 1
     n_pix = dirs.shape[0]
     frame = pixel // n_pix
     corners = cam_verts[frame[:, None], faces[face_idx]]  # [N, 3, 3]

@@ -18,7 +18,7 @@ from pav.tracking.landmarks import LandmarkProjector
 @pytest.fixture(scope="module")
 def tracked(synthetic_truth, tmp_path_factory):
     root = strip_truth(synthetic_truth, tmp_path_factory.mktemp("tracked") / "collection")
-    track(TrackConfig(collection=str(root), photometric=False, overlay=False))
+    track(TrackConfig(collection=str(root), photometric=False, overlay=False, device="cpu"))
     return root
 
 
