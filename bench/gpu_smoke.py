@@ -205,7 +205,7 @@ class Smoke:
         return ""
 
     def ops(self) -> str:
-        rc, output = self.run("ops", self.python("bench/ops.py", f"device={self.cfg.device}"), 240)
+        rc, output = self.run("ops", self.python("bench/ops.py", "--device", self.cfg.device), 240)
         return "" if rc == 0 else f"exit {rc}: " + _last_error(output)
 
     def render(self) -> str:

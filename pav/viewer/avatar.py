@@ -61,7 +61,7 @@ class ViewerAvatar:
             expr, rotations, transl = frame_parameters(pose, self.n_expr, seq, t)
             posed = FrameSet.build(self.flame, self.shape, torch.from_numpy(expr[None]).float(),
                                    torch.from_numpy(rotations[None]).float(), torch.from_numpy(transl[None]).float(),
-                                   torch.zeros(1, dtype=torch.long)).to(self.device)
+                                   torch.zeros(1, dtype=torch.long), device=self.device)
             self._posed[key] = posed
             while len(self._posed) > POSED_CACHE:
                 self._posed.popitem(last=False)
