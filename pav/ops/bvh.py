@@ -147,6 +147,14 @@ class MeshBVH:
     def backend(self) -> str:
         return "ext" if self._ext is not None else "torch"
 
+    def __getstate__(self) -> dict:
+        """Picklable (a data worker started by spawn or forkserver gets a copy): the extension module is not."""
+        return {**self.__dict__, "_ext": self._ext is not None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._ext = get_ext("ext", "MeshBVH") if state["_ext"] else None
+
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays this BVH holds: the trees and faces (the twin backend: vertices and faces)."""

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import requires_cuda
 
 from pav.deform import FrameSet, head_transforms
 from pav.head.flame import FLAME
@@ -73,7 +72,7 @@ def test_build_on_a_device_builds_the_bvh_once(build_count):
         assert torch.equal(a, b)
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_to_moves_the_bvh_instead_of_rebuilding_it(build_count):
     flame = FLAME.from_file("procedural:0", n_shape=10, n_expr=10)
     frames = _posed_frames(flame, device="cuda")

@@ -621,7 +621,7 @@ def test_procedural_path_is_resolved_lazily(
         FLAME.from_file("procedural:x")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_runs_on_cuda(flame: FLAME) -> None:
     params = _random_params(2)
     cpu = flame(**params)

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from conftest import requires_cuda
 
 from pav.head.flame import FLAME
 from pav.ops import MeshBVH
@@ -543,7 +542,7 @@ def test_torch_backend_matches_ext(ext, head):
 # ---------------------------------------------------------------------------------- CUDA
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_cuda_matches_cpu(ext, head):
     verts, faces = head
     batch = torch.cat([verts, verts * 1.05]).contiguous()
@@ -578,7 +577,7 @@ def test_cuda_matches_cpu(ext, head):
     assert torch.equal(f_gpu.cpu(), f_cpu)
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_cuda_bad_mesh_index_empty_work_and_moves(ext, head, monkeypatch):
     verts, faces = head
     batch = torch.cat([verts, verts * 1.05]).contiguous()
@@ -615,7 +614,7 @@ class _CpuOnlyExt:
         return getattr(self._real, name)
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_cpu_only_build_serves_cuda_meshes_from_a_cpu_tree(ext, head, monkeypatch):
     import pav.ops.bvh as bvh_module
 

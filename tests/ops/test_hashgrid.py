@@ -9,7 +9,6 @@ import os
 
 import pytest
 import torch
-from conftest import requires_cuda
 
 from pav.fields.encoding import HashGrid
 from pav.ops import HashGridSpec, hash_encode, hash_encode_torch
@@ -308,7 +307,7 @@ def test_tcnn_backend_needs_tinycudann():
 # ---- CUDA ---------------------------------------------------------------------------------------------
 
 
-@requires_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("spec", [PAPER, TINY], ids=["paper", "tiny"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_matches_cpu_twin(ext, spec, dtype):

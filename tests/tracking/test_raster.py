@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from root_markers import requires_cuda
 
 from pav.ops.bvh import MeshBVH
 from pav.tracking import raster
@@ -71,7 +70,7 @@ def test_rasterize_refuses_faces_on_another_device():
         rasterize(verts, faces.to("meta"), focal=20.0, size=(16, 16))
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_bvh_rasteriser_on_cuda_matches_the_cpu():
     verts, faces = _quad()
     cpu = rasterize(verts, faces, focal=20.0, size=(15, 17))
@@ -79,7 +78,7 @@ def test_bvh_rasteriser_on_cuda_matches_the_cpu():
     assert torch.equal(cuda[0].cpu(), cpu.pixel) and torch.equal(cuda[1].cpu(), cpu.face_idx)
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_nvdiffrast_matches_the_bvh_at_any_size_with_one_context():
     pytest.importorskip("nvdiffrast.torch")
     verts, faces = _quad()

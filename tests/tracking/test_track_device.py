@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from root_markers import requires_cuda
 from stripped import strip_truth
 
 from pav.data.collection import Collection
@@ -65,7 +64,7 @@ def _tracked_vertices(root) -> tuple[np.ndarray, float]:
     return verts, float(app.cameras.K[0][0, 0])
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_cuda_tracks_like_the_cpu_and_resumes_cpu_progress(tiny_truth, tmp_path, capsys):
     results = {}
     for device in ("cpu", "cuda"):

@@ -193,3 +193,23 @@ def test_gpu_preset_refuses_to_start_without_a_gpu(tiny_collection, tmp_path):
     with pytest.raises(RuntimeError, match="trainer=gpu .*needs a CUDA GPU"):
         run(config(f"data.root={tiny_collection}", "trainer=gpu"), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_ray_batches_come_from_worker_processes(tiny_collection):
+    """data.num_workers > 0 (the GPU presets): batches are built in other processes, each worker its own stream;
+    the dataset pickles, so a spawn or forkserver start works too."""
+    import pickle
+
+    t = typed_config(config(f"data.root={tiny_collection}", "data.num_workers=2", "data.rays_per_batch=64"))
+    dm = AvatarDataModule(t.data, 0)
+    dm.load(t.loss.depth_regions)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    batches = [b for b, _ in zip(loader, range(4), strict=False)]
+    assert all(b["origins"].shape == (64, 3) and b["depth_mask"].dtype == torch.bool for b in batches)
+    assert not torch.equal(batches[0]["origins"], batches[1]["origins"])  # two workers, two streams
+    copy = pickle.loads(pickle.dumps(loader.dataset))
+    gen = torch.Generator().manual_seed(3)
+    again = copy.batch(gen)
+    reference = loader.dataset.batch(torch.Generator().manual_seed(3))
+    assert all(torch.equal(again[k], reference[k]) for k in reference)
