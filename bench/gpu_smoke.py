@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ class SmokeConfig:
     work: str = "/tmp/pav_gpu_smoke_work"  # runs, renders, evaluations
     device: str = "cuda"  # cuda: the real run; cpu: the same stages at toy sizes (plumbing only)
     budget: float = 480.0  # seconds for all stages; a stage that would start after this is skipped
+    deadline: float = 540.0  # seconds: a stage still running then is stopped (the summary must get out)
     steps: int = 500  # trainer=gpu steps (at most train_seconds of training)
     train_seconds: int = 150
     stage: str = ""  # internal: run one in-process stage (viewer)
@@ -79,15 +81,24 @@ class Smoke:
 
     def run(self, name: str, cmd: list[str], timeout: float, env: dict | None = None) -> tuple[int, str]:
         """Runs cmd, logs its output under the stage's name, forwards its FIG lines; rc 124 on a timeout."""
-        self.say(f"--- {name}: {' '.join(cmd)}")
+        timeout = max(min(timeout, self.cfg.deadline - (time.monotonic() - self.started)), 1.0)
+        self.say(f"--- {name} (at most {timeout:.0f} s): {' '.join(cmd)}")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # its own process group: a timeout stops what it started too (DDP ranks, data workers)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
-            rc, output = proc.returncode, proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as exc:
+            output, _ = proc.communicate(timeout=timeout)
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
             rc = 124
-            output = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
             output += f"\n[timed out after {timeout:.0f} s]"
+        try:  # whatever the stage left behind
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.log.write(output + "\n")
         self.log.flush()
         for line in output.splitlines():

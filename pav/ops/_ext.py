@@ -202,17 +202,23 @@ def error_lines(exc: BaseException, limit: int = 8) -> list[str]:
     return errors[:limit] or [f"{type(exc).__name__}: {lines[-1] if lines else exc!r}"]
 
 
+def compile_flags(toolchain: CudaToolchain | None) -> tuple[list[str], list[str]]:
+    """(C++ flags, nvcc flags): no multiply-add fusion on either side (see the module docstring)."""
+    cflags = ["-O3", "-fopenmp", "-ffp-contract=off"]
+    cuda_flags = ["-O3", "-lineinfo", "--fmad=false"]
+    if toolchain is not None:
+        cflags.append("-DPAV_WITH_CUDA")
+        cuda_flags += ["-DPAV_WITH_CUDA", *toolchain.arch_flags()]
+    return cflags, cuda_flags
+
+
 def _jit_load(toolchain: CudaToolchain | None, verbose: bool):
     """One build of the extension: with the CUDA sources when a toolchain is given."""
     from torch.utils.cpp_extension import load as jit_load
 
     build_dir = build_directory(toolchain)
     build_dir.mkdir(parents=True, exist_ok=True)
-    cflags = ["-O3", "-fopenmp", "-ffp-contract=off"]
-    cuda_flags = ["-O3", "-lineinfo", "--fmad=false"]
-    if toolchain is not None:
-        cflags.append("-DPAV_WITH_CUDA")
-        cuda_flags += ["-DPAV_WITH_CUDA", *toolchain.arch_flags()]
+    cflags, cuda_flags = compile_flags(toolchain)
     name = EXT_NAME + ("_cuda" if toolchain else "")  # one name per flavour: torch versions modules by name
     if not any(build_dir.glob(f"{name}*.so")):
         what = f"with CUDA {toolchain.version} for {', '.join(toolchain.archs)}" if toolchain else "CPU only"

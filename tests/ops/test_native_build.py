@@ -146,6 +146,15 @@ def test_nvcc_of_another_major_version_is_refused_with_the_reason(no_visible_gpu
     assert reason is None and toolchain.version == "13.1" and toolchain.archs == ("8.0", "9.0+PTX")
 
 
+def test_no_compiler_fuses_multiplies_and_adds():
+    """An FMA makes the edge functions of two triangles across a shared edge differ in their last bit, and a ray
+    through that edge then misses both on the GPU; CPU and GPU distances would also stop agreeing bitwise."""
+    cflags, cuda_flags = _ext.compile_flags(_ext.CudaToolchain(Path("nvcc"), "13.0", ("9.0+PTX",)))
+    assert "-ffp-contract=off" in cflags and "--fmad=false" in cuda_flags
+    assert "-gencode=arch=compute_90,code=sm_90" in cuda_flags
+    assert "-ffp-contract=off" in _ext.compile_flags(None)[0]
+
+
 def test_build_folders_differ_by_architectures(monkeypatch):
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     hopper = _ext.build_directory(_ext.CudaToolchain(Path("nvcc"), "13.0", ("9.0+PTX",)))
