@@ -39,7 +39,7 @@ def render_heldout(cfg: HeldoutConfig) -> list[Path]:
     typed = typed_config(OmegaConf.create(config))
     dm = AvatarDataModule(typed.data)
     dm.load(typed.loss.depth_regions)
-    frames = dm.test_frames.to(renderer.field.box_min.device)
+    test_frames = dm.test_frames.to(renderer.field.box_min.device)
     out_dir = Path(cfg.out) if cfg.out else Path(cfg.ckpt).resolve().parent.parent / "videos"
     out_dir.mkdir(parents=True, exist_ok=True)
     views = dm.heldout_views(cfg.size, 0)
@@ -49,7 +49,7 @@ def render_heldout(cfg: HeldoutConfig) -> list[Path]:
         start = time.time()
         frames = []
         for view in mine:
-            image = render_view(renderer, frames, view)
+            image = render_view(renderer, test_frames, view)
             both = torch.cat([image, view.rgb], 1)
             frames.append((both.numpy() * 255 + 0.5).astype(np.uint8))
         path = out_dir / f"{name}.mp4"
