@@ -32,7 +32,7 @@ from pav.config import parse_overrides  # noqa: E402
 
 @dataclass
 class SmokeConfig:
-    bundle: str = ".gpu_smoke"  # made by bench/gpu_prepare.sh: collection/, track/ (and wheels/, used by the .sh)
+    bundle: str = ".gpu_smoke"  # made by bench/gpu_prepare.sh: collection/ (and wheels/, used by the .sh)
     out: str = "/tmp/pav_gpu_smoke"  # smoke.log, summary.json and the validation sheet: what comes back
     work: str = "/tmp/pav_gpu_smoke_work"  # runs, renders, evaluations
     device: str = "cuda"  # cuda: the real run; cpu: the same stages at toy sizes (plumbing only)
@@ -267,7 +267,8 @@ class Smoke:
 
     def tracking(self) -> str:
         rc, output = self.run("tracking", self.python("bench/tracking.py", f"device={self.cfg.device}",
-                                                      f"out={self.work / 'tracking'}"), 240)
+                                                      f"truth={self.collection}", f"out={self.work / 'tracking'}"),
+                               240)
         return "" if rc == 0 else f"exit {rc}: " + _last_error(output)
 
 
