@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pav.config import parse_overrides  # noqa: E402
+from pav.common.cli import parse_overrides  # noqa: E402
 
 
 @dataclass

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from pav.checkpoint import load_avatar
-from pav.config import parse_overrides
+from pav.common.cli import parse_overrides
 from pav.render.video import RenderResult, RenderVideoConfig, render_video
+from pav.train.checkpoint import load_avatar
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
@@ -33,7 +33,7 @@ class BenchConfig:
 
 def train_tiny(folder: Path) -> Path:
     from pav.synthetic.generate import SyntheticConfig, generate
-    from pav.training import run
+    from pav.train.run import run
 
     root = folder / "collection"
     threads = torch.get_num_threads()

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from pav.config import parse_overrides
+from pav.common.cli import parse_overrides
 from pav.data.collection import AppearanceSpec, Collection, CollectionMeta, CollectionWriter
 from pav.data.renderme.convert import convert
 from pav.data.renderme.geometry import crop_resize_intrinsics, square_crop

@@ -23,13 +23,13 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "tracking")]  # this checkout's 
 import torch  # noqa: E402
 from stripped import strip_truth  # noqa: E402
 
-from pav.config import parse_overrides  # noqa: E402
+from pav.common.cli import parse_overrides  # noqa: E402
 from pav.data.collection import Collection  # noqa: E402
 from pav.head.flame import FLAME  # noqa: E402
 from pav.synthetic.generate import SyntheticConfig, generate  # noqa: E402
-from pav.tracking import TrackConfig, raster, track  # noqa: E402
-from pav.tracking.accuracy import compare_collections  # noqa: E402
-from pav.tracking.pipeline import pick_device  # noqa: E402
+from pav.track import TrackConfig, raster, track  # noqa: E402
+from pav.track.accuracy import compare_collections  # noqa: E402
+from pav.track.pipeline import pick_device  # noqa: E402
 
 
 @dataclass

@@ -16,12 +16,13 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from pav.data.datamodule import AvatarDataModule
-from pav.losses import total_loss
 from pav.render.job import pick_device
 from pav.render.sampler import march
 from pav.render.volume import composite
-from pav.system import AvatarSystem
-from pav.training import make_meta, typed_config
+from pav.train.config import typed_config
+from pav.train.losses import total_loss
+from pav.train.run import make_meta
+from pav.train.system import AvatarSystem
 
 CONFIGS = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "configs")
 

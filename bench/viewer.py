@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 from render import describe, train_tiny
 
-from pav.config import parse_overrides
+from pav.common.cli import parse_overrides
 from pav.viewer.avatar import load_viewer_avatar
 from pav.viewer.headless import headless_chromium
 from pav.viewer.server import Viewer, ViewerConfig

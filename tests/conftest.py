@@ -34,7 +34,7 @@ def tiny_avatar(tmp_path_factory) -> TinyAvatar:
     from hydra import compose, initialize_config_dir
 
     from pav.synthetic.generate import SyntheticConfig, generate
-    from pav.training import run
+    from pav.train.run import run
 
     base = tmp_path_factory.mktemp("tiny_avatar")
     root = base / "collection"

@@ -3,7 +3,7 @@ device=auto chunk=0 progress=true]`."""
 
 from __future__ import annotations
 
-from ..config import parse_overrides
+from ..common.cli import parse_overrides
 from .job import EvaluateConfig, EvaluateError
 from .run import evaluate
 

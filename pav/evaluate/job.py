@@ -18,7 +18,7 @@ from ..data.datamodule import AvatarDataModule, View
 from ..deform.frames import FrameSet
 from ..render.job import DEVICES, RenderError, open_checkpoint, open_collection
 from ..render.renderer import AvatarRenderer
-from ..system import AvatarMeta
+from ..train.system import AvatarMeta
 
 SPLITS = ("test", "cross")
 
@@ -127,7 +127,7 @@ def cross_items(dm: AvatarDataModule, names: list[str], size: int, per_pair: int
 
 def prepare(cfg: EvaluateConfig) -> EvaluateJob:
     """Checks the options, loads the checkpoint and collection, poses the held-out frames and lists the views."""
-    from ..training import typed_config
+    from ..train.config import typed_config
 
     check_options(cfg)
     try:

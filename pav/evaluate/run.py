@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..evaluation import render_view
 from ..metrics import score_sets
 from ..metrics.pixel import psnr
 from ..render.video import with_appearance
 from .figure import write_error_map
 from .job import EvaluateConfig, EvaluateJob, prepare
-from .report import metrics_table, write_json, write_markdown
+from .results import metrics_table, write_json, write_markdown
+from .scoring import render_view
 
 
 def render_items(job: EvaluateJob, progress: bool) -> dict[str, list[tuple[str, torch.Tensor, torch.Tensor]]]:

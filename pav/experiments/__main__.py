@@ -3,7 +3,7 @@ eval_size=0 eval_views=0 device=auto overrides=[key=value,...]]`."""
 
 from __future__ import annotations
 
-from ..config import parse_overrides
+from ..common.cli import parse_overrides
 from ..evaluate import EvaluateError
 from .protocol import ExperimentsConfig, ExperimentsError, run_protocol
 

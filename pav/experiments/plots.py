@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..evaluate.report import LABELS
+from ..evaluate.results import LABELS
 
 
 def _pyplot():

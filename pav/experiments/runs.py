@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..data.collection import META_FILE, SHAPE_FILE, Collection
 from ..evaluate import EvaluateConfig, evaluate
-from ..training import run as train_run
-from ..training import typed_config
+from ..train.config import typed_config
+from ..train.run import run as train_run
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # budget name -> training overrides; every variant of a protocol gets the same one

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluate.report import LABELS, cell
+from ..evaluate.results import LABELS, cell
 from ..metrics import METRICS
 
 VARIANT_NOTES = {"insta": "INSTA (no appearance input)", "pav_glo": "PAV without latent textures (GLO vector)",

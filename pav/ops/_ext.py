@@ -32,9 +32,9 @@ from pathlib import Path
 
 import torch
 
-from ..cache import cache_dir
+from ..common.cache import cache_dir
 
-SOURCE_DIR = Path(__file__).resolve().parents[2] / "cuda_ext"
+SOURCE_DIR = Path(__file__).resolve().parent / "csrc"  # the kernels beside the ops that call them
 EXT_NAME = "pav_C"
 BACKENDS = ("auto", "ext", "torch")
 FALLBACK_ARCHS = ("7.5", "8.0", "8.6", "8.9", "9.0")  # when torch names none: Turing to Hopper

@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ..config import parse_overrides
+from ..common.cli import parse_overrides
 from . import _ext
 
 

@@ -234,7 +234,7 @@ class MeshBVH:
 
 # ----------------------------------------------------------------------------------------
 # Pure-torch twins: brute force over every triangle, the same formulas case for case as
-# cuda_ext/include/pav/geometry.h.
+# pav/ops/csrc/include/pav/geometry.h.
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ MAX_RESOLUTION = 1 << 24  # float32 positions cannot tell finer cells apart
 PRIME_Y = 2654435761
 PRIME_Z = 805459861
 UINT32_MASK = 0xFFFFFFFF
-# [8, 3]: corner c = x + 2y + 4z is vertex cell + (x, y, z), as in cuda_ext/include/pav/hashgrid.h
+# [8, 3]: corner c = x + 2y + 4z is vertex cell + (x, y, z), as in pav/ops/csrc/include/pav/hashgrid.h
 CORNER_BITS = torch.tensor([[(c >> axis) & 1 for axis in range(3)] for c in range(8)])
 
 _warned_cuda_fallback = False

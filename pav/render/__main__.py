@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ..config import parse_overrides
-from ..drive import DriveError
+from ..common.cli import parse_overrides
+from .drive import DriveError
 from .job import RenderError, RenderVideoConfig
 from .video import render_video
 

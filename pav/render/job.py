@@ -12,13 +12,13 @@ import torch
 from omegaconf import MISSING
 from torch import Tensor
 
-from ..checkpoint import load_avatar
 from ..data.collection import Collection
 from ..deform.frames import FrameSet
-from ..drive import Drive, Motion, resolve_drive
 from ..head.flame import FLAME
-from ..system import AvatarMeta
+from ..train.checkpoint import load_avatar
+from ..train.system import AvatarMeta
 from .cameras import CAMERA_MODES
+from .drive import Drive, Motion, resolve_drive
 from .renderer import AvatarRenderer
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -18,8 +18,8 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from ..common.video import Mp4Writer
 from ..deform.frames import FrameSet
-from ..video import Mp4Writer
 from .cameras import video_cameras
 from .job import RenderError, RenderVideoConfig, prepare
 from .renderer import AvatarRenderer

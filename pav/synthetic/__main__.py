@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import parse_overrides
+from ..common.cli import parse_overrides
 from .generate import SyntheticConfig, generate
 
 

@@ -1,6 +1,19 @@
-"""`python -m pav.track collection=DIR [head_model=PATH uv_layout=PATH landmark_embedding=PATH]`."""
+"""`python -m pav.track collection=DIR [head_model=PATH uv_layout=PATH landmark_embedding=PATH device=auto ...]`."""
 
-from pav.tracking.__main__ import main
+from __future__ import annotations
+
+from ..common.cli import parse_overrides
+from .inputs import TrackingInputError
+from .pipeline import TrackConfig, TrackConfigError, track
+
+
+def main(argv=None) -> None:
+    cfg = parse_overrides(TrackConfig, argv, prog="python -m pav.track")
+    try:
+        track(cfg)
+    except (TrackConfigError, TrackingInputError) as err:
+        raise SystemExit(f"python -m pav.track: {err}") from None
+
 
 if __name__ == "__main__":
     main()

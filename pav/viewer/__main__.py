@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from ..config import parse_overrides
+from ..common.cli import parse_overrides
 from ..render.job import RenderError
 from .avatar import load_viewer_avatar
 from .server import Viewer, ViewerConfig

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ..deform.frames import FrameSet, head_transforms
-from ..drive import appearance_camera
 from ..head.flame import FLAME
+from ..render.drive import appearance_camera
 from ..render.job import RenderError, load_head, open_checkpoint, open_collection
 from ..render.renderer import AvatarRenderer
 from .camera import BrowserCamera, StartView, start_view

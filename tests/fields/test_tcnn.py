@@ -5,8 +5,8 @@ import builtins
 import pytest
 import torch
 
-from pav.checkpoint import load_avatar
 from pav.fields.encoding import HashGrid
+from pav.train.checkpoint import load_avatar
 
 
 @pytest.fixture

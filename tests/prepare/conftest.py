@@ -21,7 +21,7 @@ def clip_frames(photo):
 @pytest.fixture(scope="session")
 def videos(tmp_path_factory, clip_frames):
     """astro.mp4 (good), empty.mp4 (0 bytes) and broken.mov (random bytes)."""
-    from pav.video import write_mp4
+    from pav.common.video import write_mp4
 
     root = tmp_path_factory.mktemp("prepare") / "me"
     write_mp4(root / "astro.mp4", clip_frames, fps=25)

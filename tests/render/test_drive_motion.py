@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from pav.drive import JAW_OPEN_RAD, expression_sweep, turntable
 from pav.render.cameras import SourceCamera, look_at, look_target, square_intrinsics, video_cameras
+from pav.render.drive import JAW_OPEN_RAD, expression_sweep, turntable
 
 BASE = np.array([0.1, -0.2, 0.05])  # a rest rotation the animations turn about
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pav.config import parse_overrides
-from pav.drive import DriveError
+from pav.common.cli import parse_overrides
 from pav.render.__main__ import main
+from pav.render.drive import DriveError
 from pav.render.video import RenderError, RenderResult, RenderVideoConfig, render_video
 
 NAMES = ["short_dark", "long_auburn"]

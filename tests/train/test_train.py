@@ -13,11 +13,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from pav.checkpoint import load_avatar
 from pav.data.collection import CollectionError
 from pav.data.datamodule import AvatarDataModule
-from pav.system import AvatarSystem
-from pav.training import make_meta, run, typed_config
+from pav.train.checkpoint import load_avatar
+from pav.train.config import typed_config
+from pav.train.run import make_meta, run
+from pav.train.system import AvatarSystem
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +41,7 @@ def test_three_cpu_steps_lower_the_loss(tiny_collection):
     torch.manual_seed(0)
 
     def loss():
-        from pav.losses import total_loss
+        from pav.train.losses import total_loss
 
         out = renderer.render_rays(batch["origins"], batch["dirs"], batch["frame_idx"], frames, batch["background"])
         return total_loss(t.loss, out.rgb, batch["rgb"], out.depth, batch["mesh_depth"], batch["depth_mask"])["total"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ...config import parse_overrides
+from ...common.cli import parse_overrides
 from ...head.flame import FLAME
 from ..collection import AppearanceSpec, Collection, CollectionMeta, CollectionWriter
 from .flame_fits import RenderMeError

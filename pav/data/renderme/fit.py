@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ...head.flame import FLAME
-from ...tracking.fit import FitWeights, prior_terms, smooth_terms
+from ...track.fit import FitWeights, prior_terms, smooth_terms
 from .geometry import project
 from .keypoints import KeypointEmbedding
 

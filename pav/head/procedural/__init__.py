@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...cache import cache_dir
+from ...common.cache import cache_dir
 from .annotations import REGION_NAMES, face_regions, landmarks68, landmarks_mediapipe
 from .bases import N_SHAPE, blend_shapes
 from .fields import vertex_normals

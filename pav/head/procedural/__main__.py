@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from ...config import parse_overrides
+from ...common.cli import parse_overrides
 from . import write_head_model
 
 

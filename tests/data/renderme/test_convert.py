@@ -21,7 +21,8 @@ from pav.data.renderme.options import BENCHMARK_TEST_CAMERAS, RenderMeConfig
 from pav.data.renderme.reader import SMCReader
 from pav.head.flame import FLAME
 from pav.synthetic.renderme import SyntheticSMCSpec, write_synthetic_subject
-from pav.training import run, typed_config
+from pav.train.config import typed_config
+from pav.train.run import run
 
 REPO = Path(__file__).resolve().parents[3]
 CORRUPT = ("h1_2bk", "22", 2)  # this mask does not decode: frame 2 of h1_2bk must be dropped

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.datamodule import View
-from .deform.canonical import Canonicalizer
-from .deform.frames import FrameSet
-from .evaluation import score_views
-from .fields.avatar import AvatarField, ModelConfig
+from ..data.datamodule import View
+from ..deform.canonical import Canonicalizer
+from ..deform.frames import FrameSet
+from ..evaluate.scoring import score_views
+from ..fields.avatar import AvatarField, ModelConfig
+from ..render.renderer import AvatarRenderer, RenderConfig
 from .losses import LossConfig, total_loss
-from .render.renderer import AvatarRenderer, RenderConfig
 
 
 @dataclass
@@ -87,7 +87,7 @@ class AvatarSystem(L.LightningModule):
         """Ranks on one machine share its cores: each gets its part of the CPU threads (torch's and pav._C's)."""
         local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", self.trainer.num_devices))
         if local_ranks > 1:
-            from .ops import set_num_threads
+            from ..ops import set_num_threads
 
             set_num_threads(max(1, (os.cpu_count() or 1) // local_ranks))
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from pav.ops.bvh import MeshBVH
-from pav.tracking import raster
-from pav.tracking.raster import clip_space, padded_size, pixel_dirs, rasterize, ray_barycentrics, unpad_triangle_ids
+from pav.track import raster
+from pav.track.raster import clip_space, padded_size, pixel_dirs, rasterize, ray_barycentrics, unpad_triangle_ids
 
 
 def _quad(z: float = 1.0):

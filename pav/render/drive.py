@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .data.collection import Appearance, Collection, read_flame_npz
-from .render.cameras import SourceCamera
+from ..data.collection import Appearance, Collection, read_flame_npz
+from .cameras import SourceCamera
 
 BUILTINS = ("turntable", "expressions")
 BUILTIN_SECONDS = 4.0  # default length of a built-in animation

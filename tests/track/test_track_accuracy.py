@@ -7,12 +7,12 @@ from stripped import strip_truth
 
 from pav.data.collection import Collection
 from pav.head.flame import FLAME
-from pav.tracking import TrackConfig, track
-from pav.tracking.accuracy import compare_collections, neutral_shape_error_mm
-from pav.tracking.fit import FitWeights
-from pav.tracking.identity import fit_identity
-from pav.tracking.inputs import read_inputs
-from pav.tracking.landmarks import LandmarkProjector
+from pav.track import TrackConfig, track
+from pav.track.accuracy import compare_collections, neutral_shape_error_mm
+from pav.track.fit import FitWeights
+from pav.track.identity import fit_identity
+from pav.track.inputs import read_inputs
+from pav.track.landmarks import LandmarkProjector
 
 
 @pytest.fixture(scope="module")

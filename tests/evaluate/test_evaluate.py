@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pav.config import ConfigError, parse_overrides
+from pav.common.cli import ConfigError, parse_overrides
 from pav.evaluate import EvaluateConfig, EvaluateError, evaluate
 from pav.evaluate.__main__ import main
 from pav.experiments import ExperimentsConfig, run_protocol

@@ -7,14 +7,14 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from .fields.encoding import TinyCudaNNUnavailable
-from .render.renderer import AvatarRenderer
+from ..fields.encoding import TinyCudaNNUnavailable
+from ..render.renderer import AvatarRenderer
 from .system import AvatarMeta, build_renderer
 
 
 def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[AvatarRenderer, AvatarMeta, dict]:
     """-> renderer (eval mode, on device), meta, resolved training config."""
-    from .training import typed_config
+    from .config import typed_config
 
     path = Path(path)
     if not path.exists():

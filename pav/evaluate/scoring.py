@@ -7,10 +7,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .data.datamodule import View
-from .deform.frames import FrameSet
-from .metrics import psnr, ssim
-from .render.renderer import AvatarRenderer
+from ..data.datamodule import View
+from ..deform.frames import FrameSet
+from ..metrics import psnr, ssim
+from ..render.renderer import AvatarRenderer
 
 
 @torch.no_grad()

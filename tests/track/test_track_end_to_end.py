@@ -12,9 +12,10 @@ from stripped import strip_truth
 
 from pav.data.collection import Collection
 from pav.synthetic.generate import SyntheticConfig, generate
-from pav.tracking import TrackConfig, track
-from pav.tracking.inputs import TrackingInputError
-from pav.training import run, typed_config
+from pav.track import TrackConfig, track
+from pav.track.inputs import TrackingInputError
+from pav.train.config import typed_config
+from pav.train.run import run
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = dict(rigid_steps=20, identity_steps=40, sequence_steps=40, photo_size=32, photo_batch=4, photo_steps=2,

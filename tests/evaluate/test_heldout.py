@@ -3,7 +3,7 @@
 import imageio_ffmpeg
 
 from pav.data.collection import Collection
-from pav.heldout import main
+from pav.evaluate.heldout import main
 
 
 def test_one_video_per_appearance_with_every_held_out_frame(tiny_avatar, tmp_path):

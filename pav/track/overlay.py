@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..video import write_mp4
+from ..common.video import write_mp4
 from .camera import to_camera
 from .raster import pixel_dirs, rasterize
 

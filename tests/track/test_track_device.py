@@ -11,10 +11,10 @@ from stripped import strip_truth
 from pav.data.collection import Collection
 from pav.head.flame import FLAME
 from pav.synthetic.generate import SyntheticConfig, generate
-from pav.tracking import TrackConfig, TrackConfigError, track
-from pav.tracking.accuracy import posed_verts
-from pav.tracking.fit import FitWeights
-from pav.tracking.pipeline import _settings
+from pav.track import TrackConfig, TrackConfigError, track
+from pav.track.accuracy import posed_verts
+from pav.track.fit import FitWeights
+from pav.track.pipeline import _settings
 
 QUICK = dict(rigid_steps=20, identity_steps=40, sequence_steps=40, photo_size=30, photo_batch=4, photo_steps=2,
              keyframes=4)

@@ -2,7 +2,7 @@
 
 import torch
 
-from pav.losses import LossConfig, loss_depth, loss_rgb, total_loss
+from pav.train.losses import LossConfig, loss_depth, loss_rgb, total_loss
 
 
 def test_depth_loss_ignores_unmasked_rays():

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from omegaconf import MISSING, OmegaConf
 
-from .config import parse_overrides
-from .data.datamodule import AvatarDataModule
-from .evaluation import render_view
-from .render.job import open_checkpoint
-from .video import write_mp4
+from ..common.cli import parse_overrides
+from ..common.video import write_mp4
+from ..data.datamodule import AvatarDataModule
+from ..render.job import open_checkpoint
+from .scoring import render_view
 
 
 @dataclass
@@ -33,7 +33,7 @@ class HeldoutConfig:
 
 
 def render_heldout(cfg: HeldoutConfig) -> list[Path]:
-    from .training import typed_config
+    from ..train.config import typed_config
 
     renderer, meta, config = open_checkpoint(cfg.ckpt, cfg.device, cfg.chunk)
     typed = typed_config(OmegaConf.create(config))
