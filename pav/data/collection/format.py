@@ -41,8 +41,6 @@ _META_KEYS = ("format", "version", "subject", "head_model", "n_shape", "n_expr",
               "appearances", "cross", "uv_layout")
 
 
-
-
 @dataclass(frozen=True)
 class AppearanceSpec:
     name: str
@@ -155,8 +153,6 @@ class Split:
         if frame_id in set(self.test):
             return list(camera_names)
         return [c for c in camera_names if c in held] if frame_id in set(self.train) else []
-
-
 
 
 def _frame_file(base: Path, cam: str, frame_id: int, ext: str = ".png") -> Path:

@@ -59,8 +59,6 @@ def build_head_model(seed: int = 0) -> dict:
     }
 
 
-
-
 def write_head_model(path: str | os.PathLike, seed: int = 0) -> Path:
     """Write the procedural head of `seed` as a FLAME-format pickle (atomically)."""
     from ..pickle_io import save_head_pickle  # writes atomically
