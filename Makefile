@@ -17,8 +17,8 @@ install:
 # held-out frames to runs/demo/videos/*.mp4 and prints the held-out metrics.
 demo: install ext
 	$(PY) train.py hydra.run.dir=$(DEMO_DIR)
-	$(PY) -m pav.heldout ckpt=$(DEMO_DIR)/checkpoints/last.ckpt size=128
-	$(PY) -m pav.report $(DEMO_DIR)
+	$(PY) -m pav.evaluate.heldout ckpt=$(DEMO_DIR)/checkpoints/last.ckpt size=128
+	$(PY) -m pav.evaluate.report $(DEMO_DIR)
 
 # Builds the native extension pav._C up front (ops would build it on first use anyway).
 ext: install

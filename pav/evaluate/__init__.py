@@ -6,7 +6,14 @@ ground truth), and writes metrics.json, metrics.md (PSNR, SSIM, LPIPS, DISTS, FI
 and error_maps/<appearance>.png.
 """
 
-from .job import EvaluateConfig, EvaluateError
-from .run import evaluate
+import importlib
 
 __all__ = ["EvaluateConfig", "EvaluateError", "evaluate"]
+_HOMES = {"EvaluateConfig": ".job", "EvaluateError": ".job", "evaluate": ".run"}
+
+
+def __getattr__(name: str):
+    # loaded on first use: training imports .scoring, and the command's modules import the training stage
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,5 @@
-"""`python -m pav.heldout ckpt=PATH [out=DIR size=0 fps=25 device=auto]`: one mp4 per appearance of its held-out
-frames.
+"""`python -m pav.evaluate.heldout ckpt=PATH [out=DIR size=0 fps=25 device=auto]`: one mp4 per appearance of
+its held-out frames.
 
 Each video shows the render (left) beside the ground truth (right), both on white, at the collection's size
 (or `size` on the longest side). The collection is the one the checkpoint was trained on.
@@ -61,7 +61,7 @@ def render_heldout(cfg: HeldoutConfig) -> list[Path]:
 
 
 def main(argv=None) -> None:
-    render_heldout(parse_overrides(HeldoutConfig, argv, prog="python -m pav.heldout"))
+    render_heldout(parse_overrides(HeldoutConfig, argv, prog="python -m pav.evaluate.heldout"))
 
 
 if __name__ == "__main__":

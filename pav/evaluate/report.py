@@ -1,4 +1,4 @@
-"""`python -m pav.report RUN_DIR [RUN_DIR ...]`: the metrics table of finished training runs."""
+"""`python -m pav.evaluate.report RUN_DIR [RUN_DIR ...]`: the metrics table of finished training runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ..train.run import format_metrics
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        raise SystemExit("usage: python -m pav.report RUN_DIR [RUN_DIR ...]")
+        raise SystemExit("usage: python -m pav.evaluate.report RUN_DIR [RUN_DIR ...]")
     for run in args:
         path = Path(run) / "metrics.json"
         if not path.exists():

@@ -2,7 +2,7 @@
 
 Two passes over each source keep memory flat on long videos: (1) sample.scan: evenly spaced
 frames, each the sharpest of a small window, blurred ones rejected, and their face boxes; then
-one smooth crop track; (2) crop, face mesh, matte and writing. The tracker (pav/tracking/) adds FLAME.
+one smooth crop track; (2) crop, face mesh, matte and writing. The tracker (pav/track/) adds FLAME.
 """
 
 from __future__ import annotations

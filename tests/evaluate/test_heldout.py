@@ -1,4 +1,4 @@
-"""`python -m pav.heldout`: one video per appearance of its held-out frames, render beside truth."""
+"""`python -m pav.evaluate.heldout`: one video per appearance of its held-out frames, render beside truth."""
 
 import imageio_ffmpeg
 

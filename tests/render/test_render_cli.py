@@ -173,6 +173,7 @@ def test_module_entry_point_renders_an_orbit(avatar, tmp_path):
 
 
 def test_importing_pav_render_loads_no_cli():
-    code = "import sys, pav.render; print(sorted(m for m in sys.modules if m in ('pav.render.video', 'pav.drive')))"
+    code = ("import sys, pav.render; "
+            "print(sorted(m for m in sys.modules if m in ('pav.render.video', 'pav.render.drive')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

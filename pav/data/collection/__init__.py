@@ -36,6 +36,7 @@ from .format import (
     MASK_EXTS,
     MASKS_DIR,
     META_FILE,
+    PNG_COMPRESS_LEVEL,
     ROTATION_NAMES,
     SHAPE_FILE,
     SPLIT_FILE,
@@ -56,6 +57,7 @@ from .writer import CollectionWriter
 __all__ = [
     "Appearance", "AppearanceSpec", "CAMERAS_FILE", "CROSS_DIR", "Cameras", "Collection", "CollectionError",
     "CollectionMeta", "CollectionWriter", "FLAME_FILE", "FORMAT", "FRAMES_DIR", "FRAME_EXTS", "FlameSequence",
-    "KINDS", "LANDMARKS_FILE", "MASKS_DIR", "MASK_EXTS", "META_FILE", "ROTATION_NAMES", "SHAPE_FILE", "SPLIT_FILE",
+    "KINDS", "LANDMARKS_FILE", "MASKS_DIR", "MASK_EXTS", "META_FILE", "PNG_COMPRESS_LEVEL", "ROTATION_NAMES",
+    "SHAPE_FILE", "SPLIT_FILE",
     "Split", "VERIFY_LEVELS", "VERSION", "VerifyLevel", "read_flame_npz",
 ]
