@@ -55,7 +55,7 @@ def test_every_documented_command_is_implemented_where_its_name_says():
     for name in sorted(commands):
         spec = importlib.util.find_spec(name)
         assert spec is not None, f"{name}: documented but not importable"
-        assert not isinstance(spec.loader, _MovedLoader), f"{name}: documented under its old name, now {new_place(name)}"
+        assert not isinstance(spec.loader, _MovedLoader), f"{name}: an old name, now {new_place(name)}"
         if spec.submodule_search_locations is not None:
             assert importlib.util.find_spec(name + ".__main__") is not None, f"{name}: a package without __main__"
         else:
