@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..deform.frames import FrameSet
 from ..head.flame import FLAME
+from ..head.regions import head_regions
 from ..render.rays import pixel_rays, scale_intrinsics
 from .collection import Collection
 
@@ -47,6 +48,9 @@ class DataConfig:
     verify_images: str = "full"  # full | header | none, as Collection.open
     head_model: str | None = None  # overrides collection.json's head_model (the licensed FLAME files' path)
     uv_layout: str | None = None  # overrides collection.json's uv_layout (FLAME's separate uv file)
+    head_regions: str | None = None  # FLAME_masks.pkl (region -> vertex ids): the regions of loss.depth_regions
+    landmark_embedding: str | None = None  # overrides collection.json's; without region labels the face region is
+    # where these landmarks lie on the neutral head
 
 
 @dataclass
@@ -62,6 +66,7 @@ class View:
     rgb: Tensor  # [H, W, 3] on white
     alpha: Tensor  # [H, W]
     name: str  # "<appearance>/<cam>/<frame id>"
+    valid: Tensor | None = None  # [H, W] bool, True where the pixel is real; None: every pixel is
 
 
 Row = tuple[int, int, int, list[str]]  # appearance index, flame position, frame id, cameras
@@ -96,18 +101,32 @@ class RayBatches(IterableDataset):
     """Endless random ray batches; each rank draws its own stream."""
 
     def __init__(self, images: Tensor, alphas: Tensor, image_frame: Tensor, K: Tensor, c2w: Tensor,
-                 frames: FrameSet, depth_faces: Tensor, cfg: DataConfig, seed: int) -> None:
+                 frames: FrameSet, depth_faces: Tensor, cfg: DataConfig, seed: int,
+                 valids: Tensor | None = None) -> None:
         self.images, self.alphas = images, alphas  # [N, H, W, 3] uint8, [N, H, W] uint8
         self.image_frame, self.K, self.c2w = image_frame, K, c2w  # [N], [N, 3, 3], [N, 4, 4]
         self.frames, self.depth_faces, self.cfg, self.seed = frames, depth_faces, cfg, seed
-        self.fg_pixels = torch.nonzero(alphas.reshape(-1) > 127)[:, 0]  # flat indices into [N, H, W]
+        fg = alphas.reshape(-1) > 127
+        # unknown pixels (valids False) are never drawn: neither a target nor background
+        self.known_pixels = None if valids is None else torch.nonzero(valids.reshape(-1))[:, 0]
+        self.fg_pixels = torch.nonzero(fg if valids is None else fg & valids.reshape(-1))[:, 0]  # into [N, H, W]
+
+    def draw(self, gen: torch.Generator) -> Tensor:
+        """[R] flat pixel indices into [N, H, W]: fg_fraction from the matte, the rest uniform, all real pixels."""
+        n_img, height, width = self.alphas.shape
+        n = self.cfg.rays_per_batch
+        n_fg = int(round(n * self.cfg.fg_fraction)) if len(self.fg_pixels) else 0
+        fg = self.fg_pixels[torch.randint(len(self.fg_pixels), (n_fg,), generator=gen)]
+        if self.known_pixels is None:
+            uniform = torch.randint(n_img * height * width, (n - n_fg,), generator=gen)
+        else:
+            uniform = self.known_pixels[torch.randint(len(self.known_pixels), (n - n_fg,), generator=gen)]
+        return torch.cat([fg, uniform])
 
     def batch(self, gen: torch.Generator) -> dict[str, Tensor]:
         n_img, height, width = self.alphas.shape
         n = self.cfg.rays_per_batch
-        n_fg = int(round(n * self.cfg.fg_fraction)) if len(self.fg_pixels) else 0
-        flat = torch.cat([self.fg_pixels[torch.randint(len(self.fg_pixels), (n_fg,), generator=gen)],
-                          torch.randint(n_img * height * width, (n - n_fg,), generator=gen)])
+        flat = self.draw(gen)
         img, pix = flat // (height * width), flat % (height * width)
         row, col = pix // width, pix % width
         rgb = self.images[img, row, col].float() / 255.0  # [R, 3]
@@ -163,7 +182,8 @@ class AvatarDataModule(L.LightningDataModule):
         self.head_model = cfg.head_model or meta.head_model
         self.uv_layout = cfg.uv_layout or meta.uv_layout
         self.flame = FLAME.from_file(self.head_model, n_shape=meta.n_shape, n_expr=meta.n_expr,
-                                     uv_layout=self.uv_layout)
+                                     uv_layout=self.uv_layout,
+                                     landmark_embedding=cfg.landmark_embedding or meta.landmark_embedding)
         self.appearance_names = meta.appearance_names
         self.train_rows = _frame_table(self.collection, "train")
         self.test_rows = _frame_table(self.collection, "test")
@@ -173,16 +193,14 @@ class AvatarDataModule(L.LightningDataModule):
         self._images_loaded = False
 
     def _depth_faces(self, regions: list[str]) -> Tensor:
-        """[F] bool: the faces whose rays get the depth loss."""
-        flame = self.flame
-        if flame.face_region is None:
-            return torch.ones(flame.num_faces, dtype=torch.bool)
-        unknown = [r for r in regions if r not in flame.region_names]
+        """[F] bool: the faces whose rays get the depth loss; a region the head model cannot name is refused."""
+        available, source = head_regions(self.flame, self.cfg.head_regions)
+        unknown = [r for r in regions if r not in available]
         if unknown:
-            raise ValueError(f"loss.depth_regions: {unknown} are not regions of {self.head_model} "
-                             f"({flame.region_names})")
-        ids = torch.tensor([flame.region_names.index(r) for r in regions])
-        return torch.isin(flame.face_region, ids)
+            raise ValueError(f"loss.depth_regions={regions}: {unknown} not among the regions of {source} "
+                             f"({sorted(available)}); give data.head_regions=FLAME_masks.pkl (FLAME's region file) "
+                             "or data.landmark_embedding=PATH, or loss.depth_regions=[all]")
+        return torch.stack([available[r] for r in regions]).any(0)
 
     def canonical_verts(self) -> Tensor:
         """The subject's neutral mesh [V, 3]: identity shape, no expression, no pose."""
@@ -198,7 +216,8 @@ class AvatarDataModule(L.LightningDataModule):
         if self._images_loaded:
             return
         apps = list(self.collection)
-        images, alphas, image_frame, Ks, c2ws = [], [], [], [], []
+        images, alphas, valids, image_frame, Ks, c2ws = [], [], [], [], [], []
+        any_unknown = any(app.has_valid_masks for app in apps)
         for f, (a, pos, fid, cams) in enumerate(tqdm(self.train_rows, desc="loading frames", unit="frame")):
             app = apps[a]
             c2w_all = app.cameras.c2w_at(pos)
@@ -206,14 +225,23 @@ class AvatarDataModule(L.LightningDataModule):
                 c = app.camera_names.index(cam)
                 images.append(torch.from_numpy(np.array(Image.open(app.frame_path(cam, fid)).convert("RGB"))))
                 alphas.append(torch.from_numpy(np.array(Image.open(app.mask_path(cam, fid)).convert("L"))))
+                if any_unknown:
+                    valids.append(torch.from_numpy(app.load_valid(cam, fid)))
                 image_frame.append(f)
                 Ks.append(app.cameras.K[c])
                 c2ws.append(c2w_all[c])
         self.images, self.alphas = torch.stack(images), torch.stack(alphas)
+        self.valids = torch.stack(valids) if any_unknown else None  # [N, H, W] bool, or None: all pixels real
         self.image_frame = torch.tensor(image_frame)
         self.K = torch.from_numpy(np.stack(Ks)).float()
         self.c2w = torch.from_numpy(np.stack(c2ws)).float()
         self._images_loaded = True
+
+    def carving_alphas(self) -> Tensor:
+        """[N, H, W] uint8 mattes for the visual hull: an unknown pixel counts as foreground, so it carves nothing."""
+        if self.valids is None:
+            return self.alphas
+        return torch.where(self.valids, self.alphas, torch.full_like(self.alphas, 255))
 
     # ------------------------------------------------------------------ held-out views
     def heldout_views(self, size: int, per_appearance: int) -> list[View]:
@@ -239,9 +267,15 @@ class AvatarDataModule(L.LightningDataModule):
             rgb, alpha = rgb.resize((w, h), Image.BOX), alpha.resize((w, h), Image.BOX)
         rgb_t = torch.from_numpy(np.array(rgb)).float() / 255.0
         alpha_t = torch.from_numpy(np.array(alpha)).float() / 255.0
+        valid_t = None
+        if app.valid_path(cam, fid) is not None:
+            known = Image.fromarray(app.load_valid(cam, fid).astype(np.uint8) * 255)
+            known = known.resize((w, h), Image.BOX) if (w, h) != (full_w, full_h) else known
+            valid_t = torch.from_numpy(np.array(known) == 255)  # real only where every source pixel is
         K = scale_intrinsics(torch.from_numpy(app.cameras.K[c]).float(), w / full_w)
         return View(a, f, K, torch.from_numpy(app.cameras.c2w_at(pos)[c]).float(), h, w,
-                    rgb_t * alpha_t[..., None] + (1.0 - alpha_t[..., None]), alpha_t, f"{app.name}/{cam}/{fid}")
+                    rgb_t * alpha_t[..., None] + (1.0 - alpha_t[..., None]), alpha_t, f"{app.name}/{cam}/{fid}",
+                    valid_t)
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str | None = None) -> None:
@@ -252,7 +286,7 @@ class AvatarDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = RayBatches(self.images, self.alphas, self.image_frame, self.K, self.c2w, self.train_frames,
-                             self.depth_faces, self.cfg, self.seed)
+                             self.depth_faces, self.cfg, self.seed, self.valids)
         workers = self.cfg.num_workers
         return DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=workers > 0 and torch.cuda.is_available(), worker_init_fn=_one_thread,

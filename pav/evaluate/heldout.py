@@ -18,6 +18,7 @@ from omegaconf import MISSING, OmegaConf
 from ..common.cli import parse_overrides
 from ..common.video import write_mp4
 from ..data.datamodule import AvatarDataModule
+from ..metrics.pixel import known_only
 from ..render.job import open_checkpoint
 from .scoring import render_view
 
@@ -50,7 +51,7 @@ def render_heldout(cfg: HeldoutConfig) -> list[Path]:
         frames = []
         for view in mine:
             image = render_view(renderer, test_frames, view)
-            both = torch.cat([image, view.rgb], 1)
+            both = torch.cat([image, known_only(view.rgb, view.valid)], 1)
             frames.append((both.numpy() * 255 + 0.5).astype(np.uint8))
         path = out_dir / f"{name}.mp4"
         write_mp4(path, frames, cfg.fps)

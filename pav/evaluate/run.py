@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from ..metrics import score_sets
-from ..metrics.pixel import psnr
+from ..metrics.pixel import known_only, psnr
 from ..render.video import with_appearance
 from .figure import write_error_map
 from .job import EvaluateConfig, EvaluateJob, prepare
@@ -23,7 +23,7 @@ def render_items(job: EvaluateJob, progress: bool) -> dict[str, list[tuple[str, 
     groups: dict[str, list[tuple[str, torch.Tensor, torch.Tensor]]] = {}
     for item in tqdm(job.items, desc="rendering views", unit="view", disable=not progress):
         image = render_view(job.renderer, drawn[item.appearance], item.view)
-        groups.setdefault(item.group, []).append((item.view.name, image, item.view.rgb))
+        groups.setdefault(item.group, []).append((item.view.name, image, known_only(item.view.rgb, item.view.valid)))
     return groups
 
 

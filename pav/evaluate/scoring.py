@@ -10,16 +10,17 @@ from tqdm import tqdm
 from ..data.datamodule import View
 from ..deform.frames import FrameSet
 from ..metrics import psnr, ssim
+from ..metrics.pixel import known_only
 from ..render.renderer import AvatarRenderer
 
 
 @torch.no_grad()
 def render_view(renderer: AvatarRenderer, frames: FrameSet, view: View) -> Tensor:
-    """The view's image on white [H, W, 3]."""
+    """The view's image on white [H, W, 3]; its unknown pixels (view.valid False) white."""
     device = renderer.field.box_min.device
     out = renderer.render_image(view.K.to(device), view.c2w.to(device), view.height, view.width, view.frame,
                                 frames, torch.ones(3, device=device))
-    return out.rgb.view(view.height, view.width, 3).clamp(0, 1).cpu()
+    return known_only(out.rgb.view(view.height, view.width, 3).clamp(0, 1).cpu(), view.valid)
 
 
 def score_views(renderer: AvatarRenderer, frames: FrameSet, views: list[View], appearance_names: list[str],
@@ -30,7 +31,7 @@ def score_views(renderer: AvatarRenderer, frames: FrameSet, views: list[View], a
     for view in tqdm(views, desc="held-out views", unit="view", disable=not progress):
         image = render_view(renderer, frames, view)  # [H, W, 3] on the CPU
         name = appearance_names[view.appearance]
-        truth = view.rgb.cpu()
+        truth = known_only(view.rgb.cpu(), view.valid)
         scores[name]["psnr"].append(psnr(image, truth))
         scores[name]["ssim"].append(ssim(image, truth))
         images.append((view, image))

@@ -23,6 +23,14 @@ def on_white(rgb: Tensor, alpha: Tensor) -> Tensor:
     return rgb * alpha[..., None] + (1.0 - alpha[..., None])
 
 
+def known_only(image: Tensor, valid: Tensor | None) -> Tensor:
+    """An image [H, W, 3] with its unknown pixels (valid [H, W] False) white, as the background is; prediction
+    and truth both go through it, so a pixel outside the source frame scores no error and teaches nothing."""
+    if valid is None:
+        return image
+    return torch.where(valid[..., None].to(image.device), image, torch.ones_like(image))
+
+
 def psnr(pred: Tensor, target: Tensor) -> float:
     """Peak signal-to-noise ratio in dB of images [..., H, W, 3] in [0, 1] (the prediction is clamped)."""
     check_pair(pred, target, "psnr")

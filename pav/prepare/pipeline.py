@@ -33,6 +33,7 @@ from .write import (
     save_png,
     split_ids,
     start_appearance,
+    valid_path,
     write_collection_meta,
     write_json,
 )
@@ -170,6 +171,7 @@ def prepare_source(source: Source, cfg: PrepareConfig, models: FaceModels, out: 
         alpha = refine_matte(rgb, models.segment(rgb), inside)
         save_png(frame_path(out, name, int(index)), rgb)
         save_png(mask_path(out, name, int(index)), alpha)
+        save_png(valid_path(out, name, int(index)), inside.astype(np.uint8) * 255)
         if k in on_sheet:
             tiles.append((int(index), make_tile(rgb, alpha, points)))
         done += 1

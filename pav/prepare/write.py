@@ -19,6 +19,7 @@ from ..data.collection import (
     META_FILE,
     PNG_COMPRESS_LEVEL,
     SPLIT_FILE,
+    VALID_DIR,
     AppearanceSpec,
     CollectionMeta,
 )
@@ -27,7 +28,7 @@ CAM = "00"
 PREPARE_FILE = "prepare.npz"
 SUMMARY_FILE = "prepare.json"
 HEAD_MODEL, N_SHAPE, N_EXPR = "procedural:0", 100, 50  # placeholders until the tracker rewrites them
-TRACKER_KEYS = ("head_model", "n_shape", "n_expr")
+TRACKER_KEYS = ("head_model", "n_shape", "n_expr", "uv_layout", "landmark_embedding")
 
 
 def frame_path(out: Path, app: str, frame_id: int) -> Path:
@@ -38,6 +39,11 @@ def mask_path(out: Path, app: str, frame_id: int) -> Path:
     return out / app / MASKS_DIR / CAM / f"{frame_id:06d}.png"
 
 
+def valid_path(out: Path, app: str, frame_id: int) -> Path:
+    """255 where the crop's pixel lies in the source frame, 0 where the crop reached past it (unknown)."""
+    return out / app / VALID_DIR / CAM / f"{frame_id:06d}.png"
+
+
 def save_png(path: Path, image: np.ndarray) -> None:  # uint8 [S, S, 3] or [S, S]
     Image.fromarray(np.ascontiguousarray(image)).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
@@ -45,7 +51,7 @@ def save_png(path: Path, image: np.ndarray) -> None:  # uint8 [S, S, 3] or [S, S
 def start_appearance(out: Path, app: str) -> None:
     """Removes what an interrupted run left of this appearance (never prepare.npz: it is not there)."""
     base = out / app
-    for sub in (FRAMES_DIR, MASKS_DIR):
+    for sub in (FRAMES_DIR, MASKS_DIR, VALID_DIR):
         shutil.rmtree(base / sub, ignore_errors=True)
         (base / sub / CAM).mkdir(parents=True, exist_ok=True)
     for name in (LANDMARKS_FILE, SPLIT_FILE, PREPARE_FILE + ".tmp"):

@@ -19,7 +19,7 @@ import torch
 from omegaconf import MISSING
 from tqdm import tqdm
 
-from ..data.collection import CAMERAS_FILE, FLAME_FILE, META_FILE, SHAPE_FILE, SPLIT_FILE, Collection
+from ..data.collection import CAMERAS_FILE, FLAME_FILE, META_FILE, SHAPE_FILE, SPLIT_FILE, VERSION, Collection
 from ..head.flame import FLAME
 from .camera import camera_to_world, intrinsics
 from .fit import FitWeights
@@ -192,10 +192,11 @@ def write_tracked(root: Path, meta: dict, head: str, cfg: TrackConfig, flame: FL
             (inp.root / SPLIT_FILE).write_text(json.dumps(read_split(root, inp.name, inp.frame_ids)))
         if cfg.overlay:
             _overlay(state_dir / f"{inp.name}.mp4", flame, inp, shape, state, cfg.fps)
-    meta = {**meta, "head_model": head, "n_shape": cfg.n_shape, "n_expr": cfg.n_expr}
-    uv = cfg.uv_layout or meta.get("uv_layout")
-    if uv is not None:
-        meta["uv_layout"] = uv
+    meta = {**meta, "version": VERSION, "head_model": head, "n_shape": cfg.n_shape, "n_expr": cfg.n_expr}
+    for key in ("uv_layout", "landmark_embedding"):  # training finds the head model's files where tracking did
+        value = getattr(cfg, key) or meta.get(key)
+        if value is not None:
+            meta[key] = value
     tmp = root / (META_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, root / META_FILE)

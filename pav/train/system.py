@@ -101,7 +101,7 @@ class AvatarSystem(L.LightningModule):
             slack = (frames.posed_verts - canon).norm(dim=-1).amax(-1)  # [frames] metres
             image_frame = dm.image_frame.to(self.device)
             kept = grid.carve(frames.head_to_world[image_frame], dm.K.to(self.device), dm.c2w.to(self.device),
-                              dm.alphas.to(self.device), slack[image_frame], frames.appearance[image_frame])
+                              dm.carving_alphas().to(self.device), slack[image_frame], frames.appearance[image_frame])
             print(f"[pav] occupancy grid: {kept:.1%} of the head box lies inside the masks' visual hull")
         self._wall_start = time.time()
         self._seconds_at_start = self.train_seconds

@@ -266,7 +266,7 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def _set_version(root: Path) -> None:
-    edit_json(root / "collection.json", lambda d: d.update(version=2))
+    edit_json(root / "collection.json", lambda d: d.update(version=3))
 
 
 def _nan_expr(root: Path) -> None:
@@ -278,7 +278,7 @@ def _nan_expr(root: Path) -> None:
 
 CORRUPTIONS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "collection.json missing": (lambda r: (r / "collection.json").unlink(), ["collection.json", "missing"]),
-    "wrong version": (_set_version, ["collection.json", "'version'", "got 2"]),
+    "wrong version": (_set_version, ["collection.json", "'version'", "got 3"]),
     "collection.json not JSON": (lambda r: (r / "collection.json").write_text("{"),
                                  ["collection.json", "not valid JSON"]),
     "shape wrong shape": (lambda r: np.save(r / "shape.npy", np.zeros(N_SHAPE + 1, np.float32)),

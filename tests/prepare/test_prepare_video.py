@@ -75,11 +75,12 @@ def test_written_files_match_the_contract(prepared, videos):
     ids = [f"{i:06d}.png" for i in range(N_FRAMES)]
     expected = {"collection.json", "prepare.json", "contact_sheets/astro.png", "astro/landmarks.npz",
                 "astro/split.json", "astro/prepare.npz",
-                *(f"astro/frames/00/{i}" for i in ids), *(f"astro/masks/00/{i}" for i in ids)}
+                *(f"astro/frames/00/{i}" for i in ids), *(f"astro/masks/00/{i}" for i in ids),
+                *(f"astro/valid/00/{i}" for i in ids)}
     assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == expected
 
     meta = json.loads((out / "collection.json").read_text())
-    assert meta == {"format": "pav-collection", "version": 1, "subject": videos.name, "head_model": "procedural:0",
+    assert meta == {"format": "pav-collection", "version": 2, "subject": videos.name, "head_model": "procedural:0",
                     "n_shape": 100, "n_expr": 50, "image_size": [SIZE, SIZE],
                     "appearances": [{"name": "astro", "kind": "monocular"}], "cross": []}
     assert json.loads((out / "prepare.json").read_text()) == summary
@@ -98,6 +99,21 @@ def test_written_files_match_the_contract(prepared, videos):
     frame = Image.open(out / "astro" / "frames" / "00" / ids[0])
     mask = Image.open(out / "astro" / "masks" / "00" / ids[0])
     assert (frame.mode, frame.size, mask.mode, mask.size) == ("RGB", (SIZE, SIZE), "L", (SIZE, SIZE))
+
+
+def test_pixels_past_the_source_frame_are_unknown(prepared):
+    out, _ = prepared
+    p, _ = _load(out)
+    past = 0
+    for k, fid in enumerate(p["frame_ids"]):
+        xs, ys = source_positions(p["crop"][k], SIZE)
+        inside = ((ys >= -0.5) & (ys <= FRAME_HW[0] - 0.5))[:, None] & ((xs >= -0.5) & (xs <= FRAME_HW[1] - 0.5))
+        valid = np.array(Image.open(out / "astro" / "valid" / "00" / f"{fid:06d}.png"))
+        alpha = np.array(Image.open(out / "astro" / "masks" / "00" / f"{fid:06d}.png"))
+        assert np.array_equal(valid, inside.astype(np.uint8) * 255), f"frame {fid}"
+        assert not alpha[~inside].any()
+        past += int((~inside).sum())
+    assert past > 0, "the clip's crops should reach past its frame (the face sits near the bottom edge)"
 
 
 def test_rerun_skips_completed_appearances(prepared, videos, capsys):

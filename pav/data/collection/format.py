@@ -13,7 +13,8 @@ from typing import Any, Literal
 import numpy as np
 
 FORMAT = "pav-collection"
-VERSION = 1
+VERSION = 2  # 2 adds the optional valid/ masks; version-1 collections still open
+READ_VERSIONS = (1, 2)
 KINDS = ("monocular", "multiview")
 VerifyLevel = Literal["full", "header", "none"]
 VERIFY_LEVELS: tuple[VerifyLevel, ...] = ("full", "header", "none")
@@ -30,6 +31,7 @@ SPLIT_FILE = "split.json"
 CROSS_DIR = "cross"
 FRAMES_DIR = "frames"
 MASKS_DIR = "masks"
+VALID_DIR = "valid"  # 255: a real pixel of the source, 0: unknown (a crop past the frame, a cut-off torso)
 
 VERIFY_WORKERS = 4
 POSE_TOL = 1e-3  # last row of c2w, orthonormality of its rotation
@@ -38,7 +40,7 @@ PNG_COMPRESS_LEVEL = 1
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _IMAGE_NAME_RE = re.compile(r"(\d{6,})(\.[A-Za-z]+)")
 _META_KEYS = ("format", "version", "subject", "head_model", "n_shape", "n_expr", "image_size",
-              "appearances", "cross", "uv_layout")
+              "appearances", "cross", "uv_layout", "landmark_embedding")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class CollectionMeta:
     appearances: list[AppearanceSpec]
     cross: list[tuple[str, str]] = field(default_factory=list)  # (appearance, drive)
     uv_layout: str | None = None  # the head model's separate uv layout file (official FLAME ships one)
+    landmark_embedding: str | None = None  # the landmark file tracking used (official FLAME ships it apart)
+    version: int = VERSION  # the version read; a written collection.json is always the current one
 
     @property
     def appearance_names(self) -> list[str]:
@@ -80,6 +84,7 @@ class CollectionMeta:
             "appearances": [{"name": a.name, "kind": a.kind} for a in self.appearances],
             "cross": [{"appearance": a, "drive": d} for a, d in self.cross],
             **({} if self.uv_layout is None else {"uv_layout": self.uv_layout}),
+            **({} if self.landmark_embedding is None else {"landmark_embedding": self.landmark_embedding}),
         }
 
 
@@ -161,6 +166,10 @@ def _frame_file(base: Path, cam: str, frame_id: int, ext: str = ".png") -> Path:
 
 def _mask_file(base: Path, cam: str, frame_id: int) -> Path:
     return base / MASKS_DIR / cam / f"{_fmt_id(frame_id)}.png"
+
+
+def _valid_file(base: Path, cam: str, frame_id: int) -> Path:
+    return base / VALID_DIR / cam / f"{_fmt_id(frame_id)}.png"
 
 
 def _cross_base(root: Path, appearance: str, drive: str) -> Path:

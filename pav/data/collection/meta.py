@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .checks import _name_problem
-from .format import _META_KEYS, CROSS_DIR, FORMAT, KINDS, VERSION, AppearanceSpec, CollectionMeta
+from .format import _META_KEYS, CROSS_DIR, FORMAT, KINDS, READ_VERSIONS, AppearanceSpec, CollectionMeta
 from .problems import _Problems
 
 
@@ -22,16 +22,19 @@ class _MetaDraft:
     appearances: list[AppearanceSpec] = field(default_factory=list)
     cross: list[tuple[str, str]] = field(default_factory=list)
     uv_layout: str | None = None
+    landmark_embedding: str | None = None
+    version: int = READ_VERSIONS[-1]
 
     def complete(self) -> CollectionMeta:
         assert self.subject is not None and self.head_model is not None
         assert self.n_shape is not None and self.n_expr is not None and self.image_size is not None
         return CollectionMeta(self.subject, self.head_model, self.n_shape, self.n_expr,
-                              self.image_size, self.appearances, self.cross, self.uv_layout)
+                              self.image_size, self.appearances, self.cross, self.uv_layout,
+                              self.landmark_embedding, self.version)
 
 
 def _parse_meta(raw: object, where: str, p: _Problems) -> _MetaDraft | None:
-    """None when `raw` is not a version-1 collection at all (nothing else can be checked)."""
+    """None when `raw` is not a collection of a version this reader reads (nothing else can be checked)."""
     if not isinstance(raw, dict):
         p.add(where, f"must be a JSON object, got {type(raw).__name__}")
         return None
@@ -39,9 +42,9 @@ def _parse_meta(raw: object, where: str, p: _Problems) -> _MetaDraft | None:
         p.add(where, f"field 'format' must be {FORMAT!r}, got {raw.get('format')!r}")
         return None
     version = raw.get("version")
-    if type(version) is not int or version != VERSION:
-        p.add(where, f"field 'version' must be {VERSION}, got {version!r} (this reader reads version "
-                     f"{VERSION} only)")
+    if type(version) is not int or version not in READ_VERSIONS:
+        p.add(where, f"field 'version' must be one of {list(READ_VERSIONS)}, got {version!r} (a newer pav "
+                     "wrote it, or it is not a pav collection)")
         return None
     for key in sorted(set(raw) - set(_META_KEYS)):
         p.add(where, f"unknown field '{key}'")
@@ -53,9 +56,14 @@ def _parse_meta(raw: object, where: str, p: _Problems) -> _MetaDraft | None:
         image_size=_get_image_size(raw, where, p),
         appearances=_get_appearances(raw, where, p),
     )
+    draft.version = version
     draft.cross = _get_cross(raw, [a.name for a in draft.appearances], where, p)
     if raw.get("uv_layout") is not None:
         draft.uv_layout = _get_str(raw, "uv_layout", where, p)
+    if raw.get("landmark_embedding") is not None:
+        if version < 2:
+            p.add(where, "field 'landmark_embedding' needs version 2")
+        draft.landmark_embedding = _get_str(raw, "landmark_embedding", where, p)
     return draft
 
 

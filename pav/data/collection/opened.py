@@ -37,6 +37,7 @@ class Appearance:
     image_size: tuple[int, int]  # (H, W)
     collection_root: Path
     frame_files: dict[str, dict[int, Path]] = field(default_factory=dict, repr=False)  # cam -> id -> path
+    valid_files: dict[str, dict[int, Path]] = field(default_factory=dict, repr=False)  # empty: every pixel known
 
     @property
     def frame_ids(self) -> list[int]:
@@ -68,6 +69,23 @@ class Appearance:
         name = self.camera_name(cam)
         self.flame.index_of(frame_id)
         return _mask_file(self.root, name, int(frame_id))
+
+    @property
+    def has_valid_masks(self) -> bool:
+        """Whether some pixels of its frames are unknown (valid/ masks); without them every pixel is real."""
+        return bool(self.valid_files)
+
+    def valid_path(self, cam: str | int, frame_id: int) -> Path | None:
+        """The frame's validity mask (255: a real pixel, 0: unknown), or None when every pixel is known."""
+        name = self.camera_name(cam)
+        self.flame.index_of(frame_id)
+        return self.valid_files.get(name, {}).get(int(frame_id))
+
+    def load_valid(self, cam: str | int, frame_id: int) -> np.ndarray:  # [H, W] bool: True where the pixel is real
+        path = self.valid_path(cam, frame_id)
+        if path is None:
+            return np.ones(self.image_size, bool)
+        return _read_image(path, "L", self.image_size, self.collection_root) >= 128
 
     def load_frame(self, cam: str | int, frame_id: int) -> np.ndarray:  # [H, W, 3] float32 in [0, 1]
         return _to_unit(_read_image(self.frame_path(cam, frame_id), "RGB", self.image_size,

@@ -34,6 +34,7 @@ from .format import (
     META_FILE,
     SHAPE_FILE,
     SPLIT_FILE,
+    VALID_DIR,
     AppearanceSpec,
     FlameSequence,
     Split,
@@ -179,14 +180,16 @@ class _Reader:
         split, test_ids = self.read_split(base, ids, cams)
         landmarks = self.read_landmarks(base, n_frames, None if cams is None else len(cams))
         frame_files: dict[str, dict[int, Path]] = {}
+        valid_files: dict[str, dict[int, Path]] = {}
         if ids is not None and cams is not None:
             frame_files = self.check_image_folders(base, cams, ids, FLAME_FILE, f"{spec.name}/{CAMERAS_FILE}",
                                                    draft.image_size)
             self.layouts[spec.name] = _Layout(cams, test_ids)
+            valid_files = self.check_valid_folder(base, cams, ids, f"{spec.name}/{CAMERAS_FILE}", draft)
         if flame is None or cameras is None or split is None or draft.image_size is None:
             return None
         return Appearance(spec.name, spec.kind, base, cameras, flame, split, landmarks, draft.image_size,
-                          self.root, frame_files)
+                          self.root, frame_files, valid_files)
 
     def read_split(self, base: Path, frame_ids: list[int] | None,
                    camera_names: list[str] | None) -> tuple[Split | None, list[int] | None]:
@@ -229,6 +232,20 @@ class _Reader:
                 if sub == FRAMES_DIR:
                     frame_files[cam] = found
         return frame_files
+
+    def check_valid_folder(self, base: Path, cams: Sequence[str], ids: list[int], cameras_file: str,
+                           draft: _MetaDraft) -> dict[str, dict[int, Path]]:
+        """valid/<cam> (optional, version 2): when present, one mask per frame of every camera."""
+        folder = base / VALID_DIR
+        if not folder.exists():
+            return {}
+        if draft.version < 2:
+            self.p.add(self.rel(folder), f"validity masks need collection version 2, {META_FILE} says "
+                                         f"version {draft.version}")
+            return {}
+        self.check_camera_folders(folder, cams, cameras_file)
+        return {cam: self.check_image_folder(folder / cam, ids, MASK_EXTS, "validity mask", FLAME_FILE, "L",
+                                             draft.image_size) for cam in cams}
 
     def check_camera_folders(self, folder: Path, cams: Sequence[str], cameras_file: str) -> None:
         if not folder.is_dir():

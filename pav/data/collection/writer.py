@@ -37,6 +37,7 @@ from .format import (
     _frame_file,
     _mask_file,
     _plain,
+    _valid_file,
 )
 from .meta import _parse_meta
 from .problems import _Problems, _raise_value_error
@@ -146,11 +147,23 @@ class CollectionWriter:
 
     # -- images
 
-    def write_frame(self, appearance: str, cam: str, frame_id: int, rgb: np.ndarray,
-                    mask: np.ndarray) -> None:  # rgb uint8 [H, W, 3], mask uint8 [H, W]
+    def write_frame(self, appearance: str, cam: str, frame_id: int, rgb: np.ndarray, mask: np.ndarray,
+                    valid: np.ndarray | None = None) -> None:  # uint8 [H, W, 3], uint8 [H, W], bool [H, W]
+        """valid: which pixels are real (False: unknown, used by no stage); give it for every frame of an
+        appearance or for none."""
         call = f"write_frame({appearance!r}, {cam!r}, {frame_id!r})"
         self._write_pair(self.frame_path(appearance, cam, frame_id),
                          self.mask_path(appearance, cam, frame_id), rgb, mask, call)
+        if valid is not None:
+            valid = np.asarray(valid)
+            if valid.dtype != bool or valid.shape != tuple(self.meta.image_size):
+                raise ValueError(f"{call}: valid must be bool {tuple(self.meta.image_size)}, got {valid.dtype} "
+                                 f"{valid.shape}")
+            self._save_png(self.valid_path(appearance, cam, frame_id), valid.astype(np.uint8) * 255)
+
+    def valid_path(self, appearance: str, cam: str, frame_id: int) -> Path:
+        _check_ref(cam, frame_id, f"valid_path({appearance!r}, {cam!r}, {frame_id!r})")
+        return _valid_file(self.appearance_dir(appearance), cam, int(frame_id))
 
     def write_cross_frame(self, appearance: str, drive: str, cam: str, frame_id: int, rgb: np.ndarray,
                           mask: np.ndarray) -> None:  # rgb uint8 [H, W, 3], mask uint8 [H, W]
