@@ -124,7 +124,7 @@ class RayBatches(IterableDataset):
         return torch.cat([fg, uniform])
 
     def batch(self, gen: torch.Generator) -> dict[str, Tensor]:
-        n_img, height, width = self.alphas.shape
+        height, width = self.alphas.shape[1:]
         n = self.cfg.rays_per_batch
         flat = self.draw(gen)
         img, pix = flat // (height * width), flat % (height * width)

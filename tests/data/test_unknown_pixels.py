@@ -1,6 +1,7 @@
 """Unknown pixels (valid/ masks, collection version 2): never drawn, never carve, never scored."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -48,8 +49,6 @@ def test_the_reader_knows_which_pixels_are_real(half_known):
 
 
 def test_a_missing_validity_mask_is_named(half_known, tmp_path):
-    import shutil
-
     root = tmp_path / "c"
     shutil.copytree(half_known, root)
     app = next(iter(Collection.open(root)))
@@ -60,8 +59,6 @@ def test_a_missing_validity_mask_is_named(half_known, tmp_path):
 
 
 def test_a_version_1_collection_opens_and_refuses_validity_masks(half_known, tmp_path):
-    import shutil
-
     root = tmp_path / "c"
     shutil.copytree(half_known, root)
     meta = json.loads((root / "collection.json").read_text())
