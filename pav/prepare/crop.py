@@ -63,6 +63,12 @@ def to_source(points: np.ndarray, crop: np.ndarray, size: int) -> np.ndarray:  #
     return (np.asarray(points, np.float64) + 0.5) * scale - 0.5 + np.array([x0, y0])
 
 
+def to_crop(points: np.ndarray, crop: np.ndarray, size: int) -> np.ndarray:  # [..., 2] -> [..., 2]
+    """Source pixel coordinates -> crop pixel coordinates (the inverse of to_source)."""
+    x0, y0, side = (float(v) for v in crop)
+    return (np.asarray(points, np.float64) + 0.5 - np.array([x0, y0])) * (size / side) - 0.5
+
+
 def cut_crop(frame: np.ndarray, crop: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """frame uint8 [H, W, 3] -> (rgb uint8 [S, S, 3], inside bool [S, S]).
 

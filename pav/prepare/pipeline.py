@@ -17,7 +17,8 @@ import numpy as np
 from omegaconf import MISSING
 from tqdm import tqdm
 
-from .crop import cut_crop, smooth_track
+from ..head.torso import TorsoCut, face_points_mediapipe, torso_pixels
+from .crop import cut_crop, smooth_track, to_crop
 from .decode import VIDEO_EXTS, DecodeError, Source, frame_count, iter_frames, list_sources
 from .detect import N_MESH, FaceModels
 from .matte import refine_matte
@@ -57,6 +58,7 @@ class PrepareConfig:
     smooth_size_s: float = 1.0  # Gaussian sigma (seconds) of the weighted median of the crop size
     image_fps: float = 0.0  # image folders: 0 = unrelated photos (no smoothing), > 0 = video frames at this rate
     test_fraction: float = 0.1
+    torso_cut: bool = True  # shoulders and chest unknown (see pav/head/torso.py); False keeps them as targets
 
 
 class PrepareError(RuntimeError):
@@ -128,6 +130,20 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     return summary
 
 
+TORSO = TorsoCut()
+
+
+def _face_points(points: np.ndarray | None, box: np.ndarray, crop: np.ndarray, size: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Chin and brow [2] in crop pixels: from the face mesh, else from the detector's box (brow a fifth of the
+    way down it, chin at its bottom)."""
+    if points is not None and np.isfinite(points).all():
+        return face_points_mediapipe(points)
+    x0, y0, w, h = (float(v) for v in box)
+    chin, brow = to_crop(np.array([[x0 + w / 2, y0 + h], [x0 + w / 2, y0 + 0.2 * h]]), crop, size)
+    return chin, brow
+
+
 def _check_resumable(done: dict[str, Any], cfg: PrepareConfig, where: Path) -> None:
     old, new = done.get("settings", {}), _settings(cfg)
     diff = [f"{k}={old.get(k)!r} (now {v!r})" for k, v in new.items() if old.get(k) != v]
@@ -160,27 +176,36 @@ def prepare_source(source: Source, cfg: PrepareConfig, models: FaceModels, out: 
     start_appearance(out, name)
     dense = np.full((len(kept), 1, N_MESH, 2), np.nan, np.float32)  # [T, 1, 478, 2]
     on_sheet, tiles = set(sheet_indices(len(kept))), []
-    done = 0
+    done, torso_share, outside_share = 0, [], []
     for k, (index, frame) in enumerate(tqdm(iter_frames(source, kept), total=len(kept), desc=name, unit="frame")):
         if index != kept[k]:
             raise DecodeError(f"frame {kept[k]} missing on the second read (got {index})")
         rgb, inside = cut_crop(frame, crops[k], cfg.size)
+        outside_share.append(float(1.0 - inside.mean()))
         points = models.mesh(rgb)
         if points is not None:
             dense[k, 0] = points
         alpha = refine_matte(rgb, models.segment(rgb), inside)
+        valid = inside
+        if cfg.torso_cut:
+            chin, brow = _face_points(points, faces[int(index)].box, crops[k], cfg.size)
+            torso = torso_pixels(alpha, chin, brow, TORSO)
+            valid = inside & ~torso
+            torso_share.append(float(torso.mean()))
         save_png(frame_path(out, name, int(index)), rgb)
         save_png(mask_path(out, name, int(index)), alpha)
-        save_png(valid_path(out, name, int(index)), inside.astype(np.uint8) * 255)
+        save_png(valid_path(out, name, int(index)), valid.astype(np.uint8) * 255)
         if k in on_sheet:
-            tiles.append((int(index), make_tile(rgb, alpha, points)))
+            tiles.append((int(index), make_tile(rgb, alpha, points, valid)))
         done += 1
     if done != len(kept):
         raise DecodeError(f"{len(kept) - done} frame(s) missing on the second read")
 
     write_sheet(out, name, tiles)
     stats = {"source": source.label, "fps": float(fps), "source_size": list(source.size), **counts,
-             "no_landmarks": int(np.isnan(dense[:, 0, 0, 0]).sum()), "kept": len(kept)}
+             "no_landmarks": int(np.isnan(dense[:, 0, 0, 0]).sum()), "kept": len(kept),
+             "unknown_outside_frame": float(np.mean(outside_share)),
+             "unknown_torso": float(np.mean(torso_share)) if torso_share else 0.0}
     arrays = {"frame_ids": kept, "crop": crops.astype(np.float32),
               "sharpness": np.array([sharp_of[i] for i in kept], np.float32), "face_box": boxes.astype(np.float32)}
     score = np.array([[faces[i].score] for i in kept], np.float32)  # [T, 1]

@@ -17,6 +17,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         for name, s in apps.items():
             lines.append(f"  {name:<{width}}  " + "  ".join(f"{s.get(c, 0):>12}" for c in COLUMNS)
                          + f"  {s['source']}")
+        lines.append("  unknown pixels (mean share of a frame): "
+                     + ", ".join(f"{n} {100 * s.get('unknown_outside_frame', 0):.0f}% outside the source frame + "
+                                 f"{100 * s.get('unknown_torso', 0):.0f}% torso" for n, s in apps.items()))
     if failed:
         lines.append(f"failed ({len(failed)}):")
         lines += [f"  - {f['file']}: {f['error']}" for f in failed]

@@ -22,10 +22,14 @@ def sheet_indices(n: int, tiles: int = TILES) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, tiles)})
 
 
-def make_tile(rgb: np.ndarray, alpha: np.ndarray, points: np.ndarray | None) -> Image.Image:
-    """rgb uint8 [S, S, 3], alpha uint8 [S, S], points [478, 2] crop px or None -> TILE x TILE image."""
+def make_tile(rgb: np.ndarray, alpha: np.ndarray, points: np.ndarray | None,
+              valid: np.ndarray | None = None) -> Image.Image:
+    """rgb uint8 [S, S, 3], alpha uint8 [S, S], points [478, 2] crop px or None, valid bool [S, S] or None ->
+    TILE x TILE image; unknown pixels (outside the source frame, torso) are drawn dark grey."""
     a = alpha.astype(np.float32)[..., None] / 255.0
     tinted = rgb.astype(np.float32) * (a + (1 - a) * 0.4) + (1 - a) * 0.6 * TINT
+    if valid is not None:
+        tinted = np.where(valid[..., None], tinted, 0.25 * tinted + 40.0)
     tile = Image.fromarray(np.clip(tinted, 0, 255).astype(np.uint8)).resize((TILE, TILE), Image.BILINEAR)
     if points is not None:
         draw = ImageDraw.Draw(tile)

@@ -56,6 +56,10 @@ class Shown:
         return self.height >= self.wanted.height
 
 
+class SendFailed(RuntimeError):
+    """The image was rendered but could not be handed to the browser's connection."""
+
+
 class Viewer:
     """Serves an avatar to browsers; `stop()` ends the render loop and the server."""
 
@@ -141,6 +145,11 @@ class Viewer:
             time.sleep(0.05)
         return False
 
+    def shown_since(self, start: int = 0) -> list[Shown]:
+        """A copy of the images sent from `start` on (an index into `history`), taken under the lock."""
+        with self._lock:
+            return list(self.history[start:])
+
     def _next_job(self, now: float) -> tuple[Panel, Wanted, int] | None:
         """The tab served longest ago among those needing an image and the height it gets; None when every tab
         is up to date."""
@@ -173,6 +182,8 @@ class Viewer:
                 self._served_at[panel.client.client_id] = time.monotonic()
             try:
                 self._render(panel, wanted, height)
+            except SendFailed as err:  # not the view's fault: it is rendered again on the next turn
+                print(f"pav.viewer: sending to tab {panel.client.client_id} failed ({err}); retrying", flush=True)
             except Exception as err:  # noqa: BLE001 - one tab's bad view must not stop the others
                 traceback.print_exc()
                 with self._lock:
@@ -190,7 +201,10 @@ class Viewer:
             gone = panel.client.client_id not in self._panels
         if image is None or gone:  # given way to new input, or the tab closed while it rendered
             return
-        panel.client.scene.set_background_image(image, format="jpeg", jpeg_quality=self.cfg.jpeg_quality)
+        try:
+            panel.client.scene.set_background_image(image, format="jpeg", jpeg_quality=self.cfg.jpeg_quality)
+        except RuntimeError as err:  # the server's client tables changed mid-send (a tab opened): try again
+            raise SendFailed(str(err)) from err
         sent = time.monotonic()
         shown = Shown(panel.client.client_id, wanted, image.shape[0], image.shape[1], sent - start,
                       sent - panel.input_at, sent)

@@ -110,10 +110,37 @@ def test_pixels_past_the_source_frame_are_unknown(prepared):
         inside = ((ys >= -0.5) & (ys <= FRAME_HW[0] - 0.5))[:, None] & ((xs >= -0.5) & (xs <= FRAME_HW[1] - 0.5))
         valid = np.array(Image.open(out / "astro" / "valid" / "00" / f"{fid:06d}.png"))
         alpha = np.array(Image.open(out / "astro" / "masks" / "00" / f"{fid:06d}.png"))
-        assert np.array_equal(valid, inside.astype(np.uint8) * 255), f"frame {fid}"
+        assert set(np.unique(valid)) <= {0, 255}
+        assert not valid[~inside].any(), f"frame {fid}: a pixel past the source frame is marked known"
         assert not alpha[~inside].any()
         past += int((~inside).sum())
     assert past > 0, "the clip's crops should reach past its frame (the face sits near the bottom edge)"
+
+
+def test_shoulders_are_unknown_and_head_and_neck_known(prepared):
+    """The astronaut's suit beside her neck is torso: no target, no background; her face, hair and neck are."""
+    out, _ = prepared
+    p, lm = _load(out)
+    v, u = np.mgrid[:SIZE, :SIZE]
+    shoulders = 0
+    for k, fid in enumerate(p["frame_ids"]):
+        valid = np.array(Image.open(out / "astro" / "valid" / "00" / f"{fid:06d}.png")) > 0
+        alpha = np.array(Image.open(out / "astro" / "masks" / "00" / f"{fid:06d}.png"))
+        pts = lm["dense"][k, 0]
+        chin, brow = pts[152], pts[9]
+        h = np.linalg.norm(chin - brow)
+        down = (chin - brow) / h
+        below = ((u - chin[0]) * down[0] + (v - chin[1]) * down[1]) / h
+        side = np.abs((u - chin[0]) * -down[1] + (v - chin[1]) * down[0]) / h
+        xs, ys = source_positions(p["crop"][k], SIZE)
+        inside = ((ys >= -0.5) & (ys <= FRAME_HW[0] - 0.5))[:, None] & ((xs >= -0.5) & (xs <= FRAME_HW[1] - 0.5))
+        torso = inside & (alpha > 127) & (below > 0.45) & (side > 0.7)
+        assert not valid[torso].any(), f"frame {fid}: shoulder pixels are marked known"
+        head = inside & (alpha > 127) & ((below < 0.2) | ((below < 0.8) & (side < 0.4)))
+        assert valid[head].all(), f"frame {fid}: head or neck pixels are marked unknown"
+        assert valid[inside & (alpha == 0)].mean() > 0.95, f"frame {fid}: background should stay known"
+        shoulders += int(torso.sum())
+    assert shoulders > 0.01 * SIZE * SIZE * len(p["frame_ids"]), "the suit should show beside the neck"
 
 
 def test_rerun_skips_completed_appearances(prepared, videos, capsys):

@@ -78,16 +78,16 @@ def test_play_animates_the_avatar_with_a_sequence(viewer, browser):
     deadline = time.monotonic() + 60  # a busy machine renders fewer frames per second, never none
     while len(played) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
-        played = {s.wanted.t for s in viewer.history[sent:] if s.client_id == client and s.wanted.sequence}
+        played = {s.wanted.t for s in viewer.shown_since(sent) if s.client_id == client and s.wanted.sequence}
     assert len(played) >= 3, f"frames played: {sorted(played)}"
     # at 500 frames/s the playing tab always wants a new frame: a tab opened meanwhile must still be served
     other = browser.open(viewer.url)
     other.choose("Appearance", "long_auburn")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(s.client_id != client and s.wanted.appearance == 1
-                                                  for s in viewer.history[sent:]):
+                                                  for s in viewer.shown_since(sent)):
         time.sleep(0.1)
-    assert any(s.client_id != client and s.wanted.appearance == 1 for s in viewer.history[sent:]), \
+    assert any(s.client_id != client and s.wanted.appearance == 1 for s in viewer.shown_since(sent)), \
         "the playing tab starved the other one"
     tab.click("Pause")
     assert viewer.wait_idle(60), viewer.pending()

@@ -155,11 +155,15 @@ class CollectionWriter:
         self._write_pair(self.frame_path(appearance, cam, frame_id),
                          self.mask_path(appearance, cam, frame_id), rgb, mask, call)
         if valid is not None:
-            valid = np.asarray(valid)
-            if valid.dtype != bool or valid.shape != tuple(self.meta.image_size):
-                raise ValueError(f"{call}: valid must be bool {tuple(self.meta.image_size)}, got {valid.dtype} "
-                                 f"{valid.shape}")
-            self._save_png(self.valid_path(appearance, cam, frame_id), valid.astype(np.uint8) * 255)
+            self.write_valid(appearance, cam, frame_id, valid)
+
+    def write_valid(self, appearance: str, cam: str, frame_id: int, valid: np.ndarray) -> None:  # bool [H, W]
+        """Which pixels of a written frame are real (False: unknown); for every frame of an appearance or none."""
+        valid = np.asarray(valid)
+        if valid.dtype != bool or valid.shape != tuple(self.meta.image_size):
+            raise ValueError(f"write_valid({appearance!r}, {cam!r}, {frame_id!r}): valid must be bool "
+                             f"{tuple(self.meta.image_size)}, got {valid.dtype} {valid.shape}")
+        self._save_png(self.valid_path(appearance, cam, frame_id), valid.astype(np.uint8) * 255)
 
     def valid_path(self, appearance: str, cam: str, frame_id: int) -> Path:
         _check_ref(cam, frame_id, f"valid_path({appearance!r}, {cam!r}, {frame_id!r})")

@@ -33,7 +33,7 @@ STATE_DIR = "renderme"
 
 def _settings(cfg: RenderMeConfig) -> dict:
     """What a saved part depends on: a rerun with other values converts it again."""
-    keep = ("subject", "cameras", "frames", "size", "head_model", "test_cameras", "embed_frames", "fit")
+    keep = ("subject", "cameras", "frames", "size", "head_model", "test_cameras", "embed_frames", "fit", "torso_cut")
     return {k: v for k, v in asdict(cfg).items() if k in keep}
 
 

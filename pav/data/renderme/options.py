@@ -31,6 +31,7 @@ class RenderMeConfig:
     embed_frames: int = 20  # frames per expression part for the identity and the keypoint embeddings
     mask_tolerance: float = 0.9  # smallest share of face vertices that must project inside the masks
     workers: int = 0  # image threads; 0 = all cores
+    torso_cut: bool = True  # shoulders and chest unknown (pav/head/torso.py); False keeps them as targets
     restart: bool = False  # ignore saved progress under OUT/renderme/
     fit: KeypointFitConfig = field(default_factory=KeypointFitConfig)
 

@@ -13,6 +13,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ...head.flame import FLAME
+from ...head.torso import TorsoCut, face_points_68, torso_pixels
 from ...synthetic.motion import test_frames
 from ..collection import Cameras, CollectionWriter, FlameSequence, Split
 from .fit import KeypointObservations, fit_keypoints
@@ -125,6 +126,8 @@ def convert_part(part: str, reader: SMCReader, identity: Identity, flame: FLAME,
     report["flame"]["seconds"] = round(time.time() - fit_start, 2)
     report["flame"]["mask_coverage"] = _written_coverage(writer, part, cams, geos, c2w, good, flame, identity.shape,
                                                          rotations, transl, expr)
+    report["torso_unknown"] = _write_torso_cut(writer, part, cams, geos, c2w, good, flame, identity.shape,
+                                               rotations, transl, expr) if cfg.torso_cut else None
     positions = set(test_frames(len(good)))
     split = Split(train=[f for i, f in enumerate(good) if i not in positions],
                   test=[f for i, f in enumerate(good) if i in positions],
@@ -157,4 +160,39 @@ def _written_coverage(writer: CollectionWriter, part: str, cams: list[str], geos
     for cam in picks:
         mask = np.asarray(Image.open(writer.mask_path(part, cam, frames[t])))
         shares.append(mask_coverage(points, geos[cam].K_out, np.zeros(5), c2w[cams.index(cam)], mask))
+    return float(np.mean(shares))
+
+
+def _posed(flame: FLAME, shape: np.ndarray, expr: np.ndarray, rotations: np.ndarray, transl: np.ndarray
+           ) -> torch.Tensor:  # -> verts [T, V, 3]
+    t = len(expr)
+    with torch.no_grad():
+        return flame(shape=torch.from_numpy(shape).float()[None].expand(t, -1), expr=torch.from_numpy(expr).float(),
+                     rotations=torch.from_numpy(rotations).float(), transl=torch.from_numpy(transl).float()).verts
+
+
+def _write_torso_cut(writer: CollectionWriter, part: str, cams: list[str], geos: dict[str, ViewGeometry],
+                     c2w: np.ndarray, frames: list[int], flame: FLAME, shape: np.ndarray, rotations: np.ndarray,
+                     transl: np.ndarray, expr: np.ndarray) -> float | None:
+    """Marks each image's shoulders and chest unknown (pav/head/torso.py), from the fitted head's chin and brow
+    projected into the camera; returns the mean unknown share, None when the head model has no 68 landmarks."""
+    if flame.landmarks68 is None:
+        print(f"[renderme] {part}: the head model has no 68-landmark embedding: the torso is kept as a target")
+        return None
+    cut, shares = TorsoCut(), []
+    for start in range(0, len(frames), 64):  # posed meshes of a few frames at a time
+        chunk = slice(start, start + 64)
+        marks = flame.landmarks(_posed(flame, shape, expr[chunk], rotations[chunk], transl[chunk]), "68").double()
+        chin, brow = (p.numpy() for p in face_points_68(marks))  # [t, 3] each
+        for t, frame in enumerate(frames[chunk]):
+            for c, cam in enumerate(cams):
+                w2c = np.linalg.inv(c2w[c])
+                ends = np.stack([chin[t], brow[t]]) @ w2c[:3, :3].T + w2c[:3, 3]  # [2, 3] camera space
+                K = geos[cam].K_out  # the written images are undistorted
+                pix = (ends[:, :2] / ends[:, 2:]) * K[[0, 1], [0, 1]] + K[:2, 2]  # [2, 2]
+                mask = np.asarray(Image.open(writer.mask_path(part, cam, frame)))
+                in_front = bool((ends[:, 2] > 0).all())
+                torso = torso_pixels(mask, pix[0], pix[1], cut) if in_front else np.zeros(mask.shape, bool)
+                writer.write_valid(part, cam, frame, ~torso)
+                shares.append(float(torso.mean()))
     return float(np.mean(shares))

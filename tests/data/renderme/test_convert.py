@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from PIL import Image
 
 from pav.data.collection import Collection
 from pav.data.renderme.convert import convert
@@ -18,6 +19,7 @@ from pav.data.renderme.flame_fits import RenderMeError, mask_coverage
 from pav.data.renderme.geometry import crop_resize_intrinsics, square_crop
 from pav.data.renderme.images import ViewGeometry, convert_view
 from pav.data.renderme.options import BENCHMARK_TEST_CAMERAS, RenderMeConfig
+from pav.data.renderme.part import _write_torso_cut
 from pav.data.renderme.reader import SMCReader
 from pav.head.flame import FLAME
 from pav.synthetic.renderme import SyntheticSMCSpec, write_synthetic_subject
@@ -148,3 +150,60 @@ def test_reduced_decoding_matches_the_full_image(subject):
         full, full_mask = convert_view(reader.image("25", 1), mask, geo)
     np.testing.assert_array_equal(reduced_mask, full_mask)
     assert np.abs(reduced.astype(float) - full).mean() < 3.0
+
+
+def test_every_image_says_which_pixels_are_known(converted):
+    collection = Collection.open(converted)
+    for app in collection:
+        assert app.has_valid_masks, f"{app.name}: the converter writes valid/ masks (the torso cut)"
+    report = json.loads((converted / "renderme.json").read_text())
+    assert all(p["torso_unknown"] is not None for p in report["parts"].values())
+
+
+def test_shoulders_beside_the_fitted_neck_are_unknown(subject, converted, tmp_path):
+    """A shoulder painted into a mask beside the true neck is left unknown; the face is kept."""
+    collection = Collection.open(converted)
+    app = collection["h0"]
+    flame = FLAME.from_file(subject.head_model, n_shape=100, n_expr=50)
+    fid, c = int(app.flame.frame_ids[0]), app.camera_names.index("25")
+    K, c2w = app.cameras.K[c], app.cameras.c2w[c]
+    verts = _posed(flame, collection.shape, app)[:1]  # [1, V, 3]
+    marks = flame.landmarks(torch.from_numpy(verts), "68")[0].double().numpy()
+    chin, brow = marks[8], marks[[21, 22]].mean(0)
+
+    def project(p):  # world [N, 3] -> pixels [N, 2]
+        w2c = np.linalg.inv(c2w)
+        cam = p @ w2c[:3, :3].T + w2c[:3, 3]
+        return cam[:, :2] / cam[:, 2:] * K[[0, 1], [0, 1]] + K[:2, 2]
+
+    (chin_px, brow_px) = project(np.stack([chin, brow]))
+    h = np.linalg.norm(chin_px - brow_px)
+    down = (chin_px - brow_px) / h
+    shoulder = chin_px + 0.45 * h * down + 0.9 * h * np.array([-down[1], down[0]])
+    mask = (app.load_mask("25", fid) * 255).astype(np.uint8)
+    v, u = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    block = (abs(u - shoulder[0]) < 0.08 * h) & (abs(v - shoulder[1]) < 0.08 * h)
+    assert block.any(), (chin_px, brow_px, shoulder)
+    mask[block] = 255
+
+    class Files:  # the writer's two calls, on files in tmp_path
+        written: dict = {}
+
+        def mask_path(self, part, cam, frame):
+            path = tmp_path / "mask.png"
+            Image.fromarray(mask).save(path)
+            return path
+
+        def write_valid(self, part, cam, frame, valid):
+            self.written[(cam, frame)] = valid
+
+    files = Files()
+    geo = ViewGeometry(64, 64, 0, 0, 64, 64, K.astype(np.float64), np.zeros(5))
+    share = _write_torso_cut(files, "h0", ["25"], {"25": geo}, c2w[None], [fid], flame, collection.shape,
+                             app.flame.rotations[:1], app.flame.transl[:1], app.flame.expr[:1])
+    valid = files.written[("25", fid)]
+    assert share > 0 and not valid[block].any(), "the painted shoulder is known"
+    face = np.unique(flame.faces.numpy()[np.isin(flame.face_region.numpy(), [0, 1])])
+    pix = np.round(project(verts[0][face].astype(np.float64))).astype(int)
+    pix = pix[(pix >= 0).all(1) & (pix < 64).all(1)]
+    assert valid[pix[:, 1], pix[:, 0]].all(), "face pixels are marked unknown"
