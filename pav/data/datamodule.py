@@ -23,6 +23,7 @@ from ..head.flame import FLAME
 from ..head.regions import head_regions
 from ..render.rays import pixel_rays, scale_intrinsics
 from .collection import Collection
+from .reach import matte_reach
 
 
 @dataclass
@@ -236,6 +237,11 @@ class AvatarDataModule(L.LightningDataModule):
         self.K = torch.from_numpy(np.stack(Ks)).float()
         self.c2w = torch.from_numpy(np.stack(c2ws)).float()
         self._images_loaded = True
+
+    def matte_reach(self) -> Tensor:
+        """Metres each appearance's training mattes reach past the posed mesh [A] (pav/data/reach.py)."""
+        self._load_images()
+        return matte_reach(self.alphas, self.valids, self.K, self.c2w, self.image_frame, self.train_frames)
 
     def carving_alphas(self) -> Tensor:
         """[N, H, W] uint8 mattes for the visual hull: an unknown pixel counts as foreground, so it carves nothing."""

@@ -39,7 +39,9 @@ class ModelConfig:
     sh_degree: int = 4
     hashgrid_backend: str = "auto"
     deform: str = "rigid"  # rigid | affine
-    outer_dist: float = 0.06  # metres: samples farther outside the mesh have no density (hair fits inside)
+    outer_dist: float = 0.06  # metres: samples farther outside the mesh have no density (the least reach)
+    reach: str = "mattes"  # mattes: outer_dist grows to what the training mattes show (pav/data/reach.py) | fixed
+    max_reach: float = 0.25  # metres: the most that `reach=mattes` may grow outer_dist to
     inner_dist: float = 0.015  # metres: samples deeper inside the mesh have no density
     box_margin: float = 0.07  # metres around the canonical mesh: the head box and the hash grid's box
     density_bias: float = -1.0  # added to s[0] before trunc_exp; starts the field nearly empty

@@ -53,6 +53,8 @@ class TrainConfig:
     require_cuda_ops: bool = True  # a GPU run refuses to start when pav._C has no CUDA kernels (false: host copies)
 
 
+REACHES = ("mattes", "fixed")  # model.reach: see pav/data/reach.py
+
 # Hydra composes train.yaml onto this schema: every key of every dataclass can be overridden on the
 # command line, and a key that is not in the schema fails while composing.
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
@@ -67,6 +69,8 @@ def typed_config(cfg: DictConfig | dict) -> TrainConfig:
     typed: TrainConfig = OmegaConf.to_object(merged)
     if typed.logger not in LOGGERS:
         raise ValueError(f"logger must be one of {LOGGERS}, got {typed.logger!r}")
+    if typed.model.reach not in REACHES:
+        raise ValueError(f"model.reach must be one of {REACHES}, got {typed.model.reach!r}")
     if typed.data.root in ("???", "", None):
         raise ValueError(f"data.root is required for data={typed.data.name} (data.root=DIR)")
     return typed

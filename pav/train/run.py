@@ -60,11 +60,30 @@ def make_meta(dm: AvatarDataModule, model: ModelConfig) -> AvatarMeta:
         face_uv = torch.zeros(flame.num_faces, 3, 2)
     else:
         face_uv = flame.vt[flame.ft]
-    box_min, box_max = dm.head_box(model.box_margin)
+    outer, margin = field_reach(dm, model)
+    box_min, box_max = dm.head_box(margin)
     return AvatarMeta(head_model=dm.head_model, appearance_names=list(dm.appearance_names),
                       canon_verts=dm.canonical_verts(), faces=flame.faces.clone(), face_uv=face_uv.clone(),
                       shape=torch.from_numpy(dm.collection.shape).clone(), n_expr=flame.n_expr,
-                      box_min=box_min, box_max=box_max)
+                      box_min=box_min, box_max=box_max, outer_dist=outer)
+
+
+REACH_SLACK = 0.01  # metres past the measured reach: the matte's soft edge, the mesh's fit
+
+
+def field_reach(dm: AvatarDataModule, model: ModelConfig) -> tuple[float, float]:
+    """(outer_dist, box_margin) in metres: model.outer_dist and model.box_margin, grown to what the training
+    mattes show when model.reach=mattes (never past model.max_reach)."""
+    if model.reach == "fixed":
+        return model.outer_dist, model.box_margin
+    measured = dm.matte_reach()  # [A] metres
+    outer = min(max(model.outer_dist, float(measured.max()) + REACH_SLACK), max(model.max_reach, model.outer_dist))
+    margin = max(model.box_margin, outer + REACH_SLACK)
+    apps = ", ".join(f"{n} {100 * float(r):.1f}" for n, r in zip(dm.appearance_names, measured, strict=True))
+    print(f"[pav] reach: the mattes reach past the head model by (cm) {apps}; the field reaches "
+          f"{100 * outer:.1f} cm (model.outer_dist={model.outer_dist}, max_reach={model.max_reach}), "
+          f"head box margin {100 * margin:.1f} cm", flush=True)
+    return outer, margin
 
 
 def _logger(kind: str, run_dir: Path, name: str):

@@ -43,6 +43,7 @@ class AvatarMeta:
     n_expr: int
     box_min: torch.Tensor  # [3]
     box_max: torch.Tensor  # [3]
+    outer_dist: float | None = None  # metres the field reaches past the mesh; None (older runs): model.outer_dist
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -50,8 +51,8 @@ class AvatarMeta:
 
 def build_renderer(model: ModelConfig, render: RenderConfig, meta: AvatarMeta) -> AvatarRenderer:
     field_ = AvatarField(model, len(meta.appearance_names), meta.box_min, meta.box_max)
-    canonicalizer = Canonicalizer(meta.canon_verts, meta.faces, meta.face_uv, model.deform, model.outer_dist,
-                                  model.inner_dist)
+    outer = model.outer_dist if meta.outer_dist is None else meta.outer_dist
+    canonicalizer = Canonicalizer(meta.canon_verts, meta.faces, meta.face_uv, model.deform, outer, model.inner_dist)
     return AvatarRenderer(field_, canonicalizer, render)
 
 
