@@ -1,0 +1,144 @@
+"""Real videos end to end: prepare -> track -> train (CPU budget) -> evaluate -> turntable, one clip at a time.
+
+    python bench/real_video.py VIDEO [VIDEO...] [out=/tmp/pav_real] [size=512 frames=500 trainer=cpu
+                                                 steps=0 views=8 eval_size=256 turntable=48]
+
+Each clip becomes its own one-appearance collection (a clip is one look of one person). Every stage is the
+command a user runs (`python -m pav.prepare`, `pav.track`, `train.py data=vidcol`, `pav.evaluate`, `pav.render
+drive=turntable`), run in order and resumed when its output is already there. Prints a table: frames kept,
+unknown pixels, landmark error and seconds per frame of tracking, how far the mesh pokes past the matte and its
+outline's distance to the matte's edge (pav/track/alignment.py), training minutes, held-out PSNR / SSIM on real
+frames (unknown pixels excluded), and where the picture (render | truth | error, the held-out frames of
+`pav.evaluate`) and the turntable are; then `FIG <clip> <name>: <value>` lines for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO)]  # this checkout's pav, not an installed one
+
+
+def _run(args: list[str], log: Path) -> float:
+    """Runs one stage (output to log); returns its seconds; a failure stops the clip and names the log."""
+    start = time.time()
+    with open(log, "w") as f:
+        done = subprocess.run([sys.executable, *args], cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"{' '.join(args[:2])} failed (exit {done.returncode}); see {log}:\n{tail}")
+    return time.time() - start
+
+
+def _parse(argv: list[str]) -> tuple[list[Path], dict[str, str]]:
+    videos = [Path(a) for a in argv if "=" not in a]
+    opts = {"out": "/tmp/pav_real", "size": "512", "frames": "500", "trainer": "cpu", "steps": "0", "views": "8",
+            "eval_size": "256", "turntable": "48"}
+    for a in argv:
+        if "=" in a:
+            key, value = a.split("=", 1)
+            if key not in opts:
+                raise SystemExit(f"bench/real_video.py: unknown option {key!r} (known: {', '.join(opts)})")
+            opts[key] = value
+    if not videos:
+        raise SystemExit(__doc__)
+    missing = [str(v) for v in videos if not v.is_file()]
+    if missing:
+        raise SystemExit(f"bench/real_video.py: no such video: {', '.join(missing)}")
+    return videos, opts
+
+
+def bench_clip(video: Path, opts: dict[str, str]) -> dict:
+    work = Path(opts["out"]) / video.stem
+    src, coll, run, logs = work / "videos", work / "collection", work / "run", work / "logs"
+    for d in (src, logs):
+        d.mkdir(parents=True, exist_ok=True)
+    if not (src / video.name).exists():
+        (src / video.name).symlink_to(video.resolve())
+    row: dict = {"clip": video.name}
+    seconds = {}
+    seconds["prepare"] = _run(["-m", "pav.prepare", f"videos={src}", f"out={coll}", f"size={opts['size']}",
+                               f"frames_per_video={opts['frames']}"], logs / "prepare.log")
+    stats = next(iter(json.loads((coll / "prepare.json").read_text())["appearances"].values()))
+    row.update(kept=stats["kept"], unknown_frame=stats.get("unknown_outside_frame", 0.0),
+               unknown_torso=stats.get("unknown_torso", 0.0))
+
+    from pav.track import TrackConfig, track
+
+    start = time.time()
+    summary = next(iter(track(TrackConfig(collection=str(coll), overlay=False)).values()))
+    seconds["track"] = time.time() - start
+    row.update(landmark_px=summary["landmark_px"], track_s_per_frame=summary["seconds"] / max(1, summary["frames"]))
+
+    steps = [f"trainer.max_steps={opts['steps']}"] if int(opts["steps"]) > 0 else []
+    seconds["train"] = _run(["train.py", "data=vidcol", f"data.root={coll}", f"trainer={opts['trainer']}",
+                             f"hydra.run.dir={run}", *steps], logs / "train.log")
+    metrics = json.loads((run / "metrics.json").read_text())
+    row["train_minutes"] = metrics["train_minutes"]
+    ckpt = run / "checkpoints" / "last.ckpt"
+    seconds["evaluate"] = _run(["-m", "pav.evaluate", f"ckpt={ckpt}", "split=test", f"out={work / 'eval'}",
+                                f"size={opts['eval_size']}", f"views={opts['views']}"], logs / "evaluate.log")
+    scored = json.loads((work / "eval" / "metrics.json").read_text())
+    row.update(psnr=scored["mean"]["psnr"], ssim=scored["mean"]["ssim"])
+    maps = sorted((work / "eval" / "error_maps").glob("*.png"))
+    row["picture"] = str(maps[0]) if maps else ""
+    name = next(iter(json.loads((coll / "prepare.json").read_text())["appearances"]))
+    seconds["turntable"] = _run(["-m", "pav.render", f"ckpt={ckpt}", f"appearance={name}", "drive=turntable",
+                                 f"out={work / 'turntable.mp4'}", f"size={opts['eval_size']}",
+                                 f"max_frames={opts['turntable']}"], logs / "turntable.log")
+    row["turntable"] = str(work / "turntable.mp4")
+
+    from pav.data.datamodule import AvatarDataModule, DataConfig
+    from pav.track.alignment import mesh_alignment
+
+    dm = AvatarDataModule(DataConfig(root=str(coll)))
+    dm.load()
+    fit = next(iter(mesh_alignment(dm).summary(dm.appearance_names).values()))
+    row.update(mesh_outside=fit["outside_median"], mesh_outside_p95=fit["outside_p95"],
+               edge_px=fit["edge_px_median"], edge_px_p95=fit["edge_px_p95"])
+    row["seconds"] = seconds
+    (work / "bench.json").write_text(json.dumps(row, indent=1) + "\n")
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    head = ("clip", "kept", "unknown % (frame + torso)", "landmark px@256", "track s/frame",
+            "mesh off matte % (p95)", "edge px (p95)", "train min", "PSNR", "SSIM")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print(f"| {r['clip']} | {r['kept']} | {100 * r['unknown_frame']:.0f} + {100 * r['unknown_torso']:.0f} | "
+              f"{r['landmark_px']:.2f} | {r['track_s_per_frame']:.2f} | {100 * r['mesh_outside']:.1f} "
+              f"({100 * r['mesh_outside_p95']:.1f}) | {r['edge_px']:.1f} ({r['edge_px_p95']:.1f}) | "
+              f"{r['train_minutes']:.1f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+    for r in rows:
+        print(f"{r['clip']}: picture {r['picture']}, turntable {r['turntable']}, stage seconds "
+              + ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items()))
+    for r in rows:
+        for key in ("kept", "landmark_px", "track_s_per_frame", "mesh_outside", "edge_px", "train_minutes", "psnr",
+                    "ssim"):
+            print(f"FIG {r['clip']} {key}: {r[key]:.4g}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    videos, opts = _parse(sys.argv[1:] if argv is None else argv)
+    rows, failed = [], []
+    for video in videos:
+        try:
+            rows.append(bench_clip(video, opts))
+        except RuntimeError as err:
+            print(f"[bench] {video.name}: {err}", file=sys.stderr)
+            failed.append(video.name)
+        if rows:
+            print_table(rows)
+    if failed:
+        raise SystemExit(f"bench/real_video.py: failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
