@@ -84,7 +84,7 @@ def bench_clip(video: Path, opts: dict[str, str]) -> dict:
     seconds["evaluate"] = _run(["-m", "pav.evaluate", f"ckpt={ckpt}", "split=test", f"out={work / 'eval'}",
                                 f"size={opts['eval_size']}", f"views={opts['views']}"], logs / "evaluate.log")
     scored = json.loads((work / "eval" / "metrics.json").read_text())
-    row.update(psnr=scored["mean"]["psnr"], ssim=scored["mean"]["ssim"])
+    row.update(psnr=scored["scores"]["overall"]["psnr"], ssim=scored["scores"]["overall"]["ssim"])
     maps = sorted((work / "eval" / "error_maps").glob("*.png"))
     row["picture"] = str(maps[0]) if maps else ""
     name = next(iter(json.loads((coll / "prepare.json").read_text())["appearances"]))
