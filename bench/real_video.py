@@ -92,6 +92,7 @@ def bench_clip(video: Path, opts: dict[str, str]) -> dict:
                                  f"out={work / 'turntable.mp4'}", f"size={opts['eval_size']}",
                                  f"max_frames={opts['turntable']}"], logs / "turntable.log")
     row["turntable"] = str(work / "turntable.mp4")
+    row["sheet"] = str(picture(Path(row["picture"]), work / "turntable.mp4", work / "picture.png"))
 
     from pav.data.datamodule import AvatarDataModule, DataConfig
     from pav.track.alignment import mesh_alignment
@@ -106,6 +107,24 @@ def bench_clip(video: Path, opts: dict[str, str]) -> dict:
     return row
 
 
+def picture(error_map: Path, turntable: Path, out: Path, views: int = 6) -> Path:
+    """One image to look at: the held-out error map (render | truth | error) over `views` turntable frames."""
+    import imageio.v3 as iio
+    import numpy as np
+    from PIL import Image
+
+    top = Image.open(error_map).convert("RGB")
+    frames = iio.imread(turntable)  # [T, H, W, 3]
+    picks = np.linspace(0, len(frames) - 1, views + 1)[:-1].round().astype(int)  # the first turn, not the return
+    strip = Image.fromarray(np.concatenate([frames[i] for i in picks], 1))
+    strip = strip.resize((top.width, round(strip.height * top.width / strip.width)), Image.LANCZOS)
+    sheet = Image.new("RGB", (top.width, top.height + strip.height), "white")
+    sheet.paste(top, (0, 0))
+    sheet.paste(strip, (0, top.height))
+    sheet.save(out)
+    return out
+
+
 def print_table(rows: list[dict]) -> None:
     head = ("clip", "kept", "unknown % (frame + torso)", "landmark px@256", "track s/frame",
             "mesh off matte % (p95)", "edge px (p95)", "train min", "PSNR", "SSIM")
@@ -117,7 +136,7 @@ def print_table(rows: list[dict]) -> None:
               f"({100 * r['mesh_outside_p95']:.1f}) | {r['edge_px']:.1f} ({r['edge_px_p95']:.1f}) | "
               f"{r['train_minutes']:.1f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
     for r in rows:
-        print(f"{r['clip']}: picture {r['picture']}, turntable {r['turntable']}, stage seconds "
+        print(f"{r['clip']}: picture {r.get('sheet', r['picture'])}, turntable {r['turntable']}, stage seconds "
               + ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items()))
     for r in rows:
         for key in ("kept", "landmark_px", "track_s_per_frame", "mesh_outside", "edge_px", "train_minutes", "psnr",
