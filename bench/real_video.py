@@ -1,7 +1,7 @@
 """Real videos end to end: prepare -> track -> train (CPU budget) -> evaluate -> turntable, one clip at a time.
 
     python bench/real_video.py VIDEO [VIDEO...] [out=/tmp/pav_real] [size=512 frames=500 trainer=cpu
-                                                 steps=0 views=8 eval_size=256 turntable=48]
+                                                 steps=0 views=8 eval_size=256 turntable=12]
 
 Each clip becomes its own one-appearance collection (a clip is one look of one person). Every stage is the
 command a user runs (`python -m pav.prepare`, `pav.track`, `train.py data=vidcol`, `pav.evaluate`, `pav.render
@@ -38,7 +38,7 @@ def _run(args: list[str], log: Path) -> float:
 def _parse(argv: list[str]) -> tuple[list[Path], dict[str, str]]:
     videos = [Path(a) for a in argv if "=" not in a]
     opts = {"out": "/tmp/pav_real", "size": "512", "frames": "500", "trainer": "cpu", "steps": "0", "views": "8",
-            "eval_size": "256", "turntable": "48"}
+            "eval_size": "256", "turntable": "12"}
     for a in argv:
         if "=" in a:
             key, value = a.split("=", 1)

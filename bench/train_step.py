@@ -47,6 +47,7 @@ def main(argv: list[str]) -> None:
     r.to(device)
     frames = dm.train_frames.to(device)
     opt = system.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt  # a schedule changes rates, not the step's time
     data = dm.train_dataloader().dataset
     gen = torch.Generator().manual_seed(0)
     if not ckpt:

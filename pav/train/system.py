@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,21 @@ class OptimConfig:
     lr_offset: float = 2.5e-4  # MLP-O
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     eps: float = 1e-15
+    warmup_steps: int = 0  # learning rates rise linearly from 0 over these first steps
+    final_ratio: float = 1.0  # rates decay exponentially to this share of lr by trainer.max_steps (1: constant)
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0 or not 0 < self.final_ratio <= 1:
+            raise ValueError(f"optim: need warmup_steps >= 0 and 0 < final_ratio <= 1, got {self.warmup_steps} and "
+                             f"{self.final_ratio}")
+
+
+def lr_factor(step: int, max_steps: int, warmup_steps: int, final_ratio: float) -> float:
+    """The share of each group's learning rate at `step`: linear warm-up, then exponential decay to final_ratio at
+    max_steps (held there after)."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    progress = min(1.0, step / max_steps) if max_steps > 0 else 0.0
+    return warm * final_ratio ** progress
 
 
 @dataclass
@@ -134,7 +150,14 @@ class AvatarSystem(L.LightningModule):
         params = [{"params": groups["main"], "lr": self.optim_cfg.lr}]
         if groups["offset"]:
             params.append({"params": groups["offset"], "lr": self.optim_cfg.lr_offset})
-        return torch.optim.Adam(params, betas=tuple(self.optim_cfg.betas), eps=self.optim_cfg.eps, fused=True)
+        optimizer = torch.optim.Adam(params, betas=tuple(self.optim_cfg.betas), eps=self.optim_cfg.eps, fused=True)
+        cfg, max_steps = self.optim_cfg, int(self.trainer.max_steps) if self._trainer is not None else -1
+        if cfg.warmup_steps == 0 and cfg.final_ratio == 1.0:
+            return optimizer
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, partial(lr_factor, max_steps=max_steps, warmup_steps=cfg.warmup_steps,
+                               final_ratio=cfg.final_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, view: View, batch_idx: int) -> None:

@@ -18,7 +18,7 @@ from pav.data.datamodule import AvatarDataModule
 from pav.train.checkpoint import load_avatar
 from pav.train.config import typed_config
 from pav.train.run import make_meta, run
-from pav.train.system import AvatarSystem
+from pav.train.system import AvatarSystem, lr_factor
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,6 +57,16 @@ def test_three_cpu_steps_lower_the_loss(tiny_collection):
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses  # every step helps this batch
 
 
+def test_learning_rates_warm_up_then_decay_to_the_final_ratio():
+    rates = [lr_factor(step, 100, 10, 0.05) for step in range(120)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(0.05 ** 0.09)
+    assert all(b < a for a, b in zip(rates[9:100], rates[10:101], strict=True))  # decays after the warm-up
+    assert rates[100] == pytest.approx(0.05) and rates[119] == pytest.approx(0.05)  # held past max_steps
+    assert lr_factor(500, -1, 0, 0.05) == 1.0  # no step budget (max_steps=-1): nothing to decay towards
+    with pytest.raises(ValueError, match="final_ratio"):
+        typed_config(config("optim.final_ratio=0"))
+
+
 def test_mistyped_key_fails_at_start():
     with pytest.raises(Exception, match="lamda_rgb"):
         config("loss.lamda_rgb=3")  # Hydra refuses while composing
@@ -74,8 +84,9 @@ def _train_cmd(root: Path, run_dir: Path, *extra: str) -> list[str]:
 def test_resume_after_kill_continues_at_the_saved_step(tiny_collection, tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(_train_cmd(tiny_collection, run_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=env, cwd=tmp_path)
+    schedule = ("optim.warmup_steps=5", "optim.final_ratio=0.1")
+    proc = subprocess.Popen(_train_cmd(tiny_collection, run_dir, *schedule), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     step = 0
@@ -94,8 +105,8 @@ def test_resume_after_kill_continues_at_the_saved_step(tiny_collection, tmp_path
     assert 10 <= step < 60, f"no checkpoint before the kill (step {step})"
     saved = torch.load(last, map_location="cpu", weights_only=False)
     saved_step = int(saved["global_step"])
-    out = subprocess.run(_train_cmd(tiny_collection, run_dir), capture_output=True, text=True, env=env, cwd=tmp_path,
-                         timeout=300)
+    out = subprocess.run(_train_cmd(tiny_collection, run_dir, *schedule), capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     log = out.stdout + out.stderr
     assert f"Resuming from {last} at step {saved_step}" in log
@@ -104,6 +115,10 @@ def test_resume_after_kill_continues_at_the_saved_step(tiny_collection, tmp_path
     # optimizer state and the occupancy grid came back with the weights
     assert final["optimizer_states"][0]["state"]
     assert "renderer.grid.occupied" in final["state_dict"]
+    # the learning-rate schedule went on from the saved step: it ends at final_ratio of each group's rate
+    optim = final["pav"]["config"]["optim"]
+    lrs = [g["lr"] for g in final["optimizer_states"][0]["param_groups"]]
+    assert lrs == pytest.approx([0.1 * optim["lr"], 0.1 * optim["lr_offset"]], rel=1e-6)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 60
     assert set(metrics["per_appearance"]) == {"short_dark", "long_auburn"}
