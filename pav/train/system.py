@@ -151,9 +151,10 @@ class AvatarSystem(L.LightningModule):
         if groups["offset"]:
             params.append({"params": groups["offset"], "lr": self.optim_cfg.lr_offset})
         optimizer = torch.optim.Adam(params, betas=tuple(self.optim_cfg.betas), eps=self.optim_cfg.eps, fused=True)
-        cfg, max_steps = self.optim_cfg, int(self.trainer.max_steps) if self._trainer is not None else -1
+        cfg = self.optim_cfg
         if cfg.warmup_steps == 0 and cfg.final_ratio == 1.0:
             return optimizer
+        max_steps = int(self.trainer.max_steps) if self._trainer is not None else -1
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, partial(lr_factor, max_steps=max_steps, warmup_steps=cfg.warmup_steps,
                                final_ratio=cfg.final_ratio))
