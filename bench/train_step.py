@@ -79,7 +79,7 @@ def main(argv: list[str]) -> None:
         t3 = clock()
         fk = sf[keep]
         sigma, rgb = r.field(canon.points[keep], canon.dirs[keep], canon.uv[keep], frames.appearance[fk],
-                             frames.expr[fk])
+                             r._expr(frames, fk, canon.face_idx[keep]))
         t4 = clock()
         out = composite(sigma, rgb, s.t[keep], s.deltas[keep], s.ray_idx[keep], len(ho), b["background"])
         loss = total_loss(t.loss, out.rgb, b["rgb"], out.depth, b["mesh_depth"], b["depth_mask"], out.opacity,

@@ -2,7 +2,7 @@
 
 Variants (ModelConfig.appearance / .offset):
   pav           texture + offset   density s' = s + MLP-O(z, e), colour MLP-C(z, SH(d), s')
-  pav_glo       one code per appearance instead of the texture
+  pav_glo       one code per appearance (512 wide, the paper's GLO ablation) instead of the texture
   pav_no_offset texture, no MLP-O
   insta         no appearance input, no MLP-O: colour MLP-C(SH(d), s)
 """
@@ -16,9 +16,10 @@ from torch import Tensor, nn
 
 from .appearance import AppearanceCodes, LatentTextures
 from .encoding import HashGrid
-from .mlp import MLP, sh_encode, trunc_exp
+from .mlp import MLP, mlp_with_codes, sh_encode, trunc_exp
 
 APPEARANCE_KINDS = ("texture", "glo", "none")
+EXPR_REGIONS = ("all", "mouth")
 
 
 @dataclass
@@ -29,6 +30,8 @@ class ModelConfig:
     latent_channels: int = 16
     texture_size: int = 512
     n_expr_cond: int = 16  # leading expression coefficients fed to MLP-D and MLP-O
+    expr_region: str = "all"  # all | mouth: only samples whose nearest triangle is near the mouth see the
+    # expression, the others zeros (INSTA's conditioning; pav/head/regions.py: mouth_faces)
     density_dims: int = 16  # s, the density feature; density = trunc_exp(s[0])
     hidden: int = 64
     n_levels: int = 16
@@ -56,6 +59,8 @@ class AvatarField(nn.Module):
             raise ValueError(f"model.appearance must be one of {APPEARANCE_KINDS}, got {cfg.appearance!r}")
         if cfg.offset and cfg.appearance == "none":
             raise ValueError("model.offset=true needs an appearance latent (model.appearance texture or glo)")
+        if cfg.expr_region not in EXPR_REGIONS:
+            raise ValueError(f"model.expr_region must be one of {EXPR_REGIONS}, got {cfg.expr_region!r}")
         self.cfg = cfg
         self.register_buffer("box_min", box_min.float().clone())  # [3]
         self.register_buffer("box_max", box_max.float().clone())  # [3]
@@ -91,12 +96,17 @@ class AvatarField(nn.Module):
 
     def density(self, canon_points: Tensor, uv: Tensor, appearance: Tensor,
                 expr: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """canon_points [N, 3], uv [N, 2], appearance [N], expr [N, n_expr] -> sigma [N], s' [N, D], z [N, C]."""
+        """canon_points [N, 3], uv [N, 2], appearance [N], expr [N, n_expr] -> sigma [N], s' [N, D], z [N, C]
+        (the texture's features; None for GLO, whose code enters each MLP's first layer once per appearance)."""
         e = self._expr(expr)
         s = self.mlp_density(torch.cat([self.encoding(self.normalize(canon_points)), e], -1))  # [N, D]
-        z = self.latent(uv, appearance) if self.latent is not None else None
+        glo = isinstance(self.latent, AppearanceCodes)
+        z = self.latent(uv, appearance) if self.latent is not None and not glo else None
         if self.mlp_offset is not None:
-            s = s + self.mlp_offset(torch.cat([z, e], -1))
+            if glo:
+                s = s + mlp_with_codes(self.mlp_offset, self.latent.codes, appearance.long(), e)
+            else:
+                s = s + self.mlp_offset(torch.cat([z, e], -1))
         sigma = trunc_exp(s[:, 0] + self.cfg.density_bias)
         return sigma, s, z
 
@@ -104,8 +114,9 @@ class AvatarField(nn.Module):
                 expr: Tensor) -> tuple[Tensor, Tensor]:
         """-> sigma [N], rgb [N, 3] in [0, 1]."""
         sigma, s, z = self.density(canon_points, uv, appearance, expr)
-        parts = [sh_encode(canon_dirs, self.cfg.sh_degree), s]
-        if z is not None:
-            parts.insert(0, z)
-        rgb = torch.sigmoid(self.mlp_color(torch.cat(parts, -1)))
-        return sigma, rgb
+        rest = torch.cat([sh_encode(canon_dirs, self.cfg.sh_degree), s], -1)
+        if isinstance(self.latent, AppearanceCodes):
+            rgb = mlp_with_codes(self.mlp_color, self.latent.codes, appearance.long(), rest)
+        else:
+            rgb = self.mlp_color(rest if z is None else torch.cat([z, rest], -1))
+        return sigma, torch.sigmoid(rgb)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -17,6 +18,20 @@ class MLP(nn.Sequential):
             dims = hidden
         layers.append(nn.Linear(dims, out_dims))
         super().__init__(*layers)
+
+
+def mlp_with_codes(mlp: MLP, codes: Tensor, index: Tensor, rest: Tensor) -> Tensor:
+    """mlp(cat([codes[index], rest], -1)) for codes [A, C], index [N], rest [N, R] -> [N, out], without forming
+    the [N, C] gather: the first layer's share of each code is computed once per code (a 512-wide GLO vector
+    would otherwise cost 512 floats per sample)."""
+    first = mlp[0]
+    c = codes.shape[1]
+    if first.in_features != c + rest.shape[1]:
+        raise ValueError(f"mlp_with_codes: the MLP takes {first.in_features} inputs, got {c} + {rest.shape[1]}")
+    h = F.linear(rest, first.weight[:, c:], first.bias) + (codes @ first.weight[:, :c].T)[index]  # [N, hidden]
+    for layer in list(mlp)[1:]:
+        h = layer(h)
+    return h
 
 
 class _TruncExp(torch.autograd.Function):

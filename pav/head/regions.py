@@ -52,6 +52,35 @@ def landmark_face(flame: FLAME) -> Tensor | None:
         return (inside & (centres[:, 2] > low[2])).cpu()
 
 
+MOUTH_LANDMARKS = slice(48, 68)  # the 68-point scheme's outer and inner lip contours
+MOUTH_MARGIN = 0.5  # of the lips' width, around their box: the mouth corners and the skin that moves with them
+MOUTH_DEPTH = 0.04  # metres behind the lips' front: the mouth cavity, not the back of the head
+
+
+def mouth_faces(flame: FLAME) -> Tensor | None:
+    """[F] bool: faces around the mouth on the neutral head (the lips' landmark box grown by MOUTH_MARGIN of the
+    lips' width, no deeper than MOUTH_DEPTH behind them), with the model's own lips and mouth labels; None
+    when the model has neither a 68-point embedding nor such labels."""
+    labelled = None
+    if flame.face_region is not None:
+        names = [n for n in ("lips", "mouth") if n in flame.region_names]
+        if names:
+            labels = flame.face_region.cpu()
+            labelled = torch.stack([labels == flame.region_names.index(n) for n in names]).any(0)
+    if flame.landmarks68 is None:
+        return labelled
+    with torch.no_grad():
+        rest = flame.v_template[None]  # [1, V, 3]
+        lips = flame.landmarks(rest, "68")[0, MOUTH_LANDMARKS]  # [20, 3]
+        centres = rest[0][flame.faces].mean(1)  # [F, 3]
+        low, high = lips.amin(0), lips.amax(0)
+        grow = MOUTH_MARGIN * float(high[0] - low[0])
+        inside = ((centres[:, :2] >= low[:2] - grow) & (centres[:, :2] <= high[:2] + grow)).all(-1)
+        inside &= centres[:, 2] > high[2] - MOUTH_DEPTH
+    inside = inside.cpu()
+    return inside if labelled is None else inside | labelled
+
+
 def head_regions(flame: FLAME, region_file: str | os.PathLike | None = None) -> tuple[dict[str, Tensor], str]:
     """Region name -> [F] bool faces, and where they come from: the region file when given, else the model's
     labels, else "face" from the landmarks. "all" is always there."""

@@ -32,13 +32,21 @@ class RenderConfig:
 class AvatarRenderer(nn.Module):
     """Owns the field and the occupancy grid; draws rays of frames of a FrameSet. Knows nothing of losses."""
 
-    def __init__(self, field: AvatarField, canonicalizer: Canonicalizer, cfg: RenderConfig) -> None:
+    def __init__(self, field: AvatarField, canonicalizer: Canonicalizer, cfg: RenderConfig,
+                 expr_faces: Tensor | None = None) -> None:
+        """expr_faces [F] bool: only samples whose nearest triangle is one of these see the frame's expression
+        (the rest zeros, INSTA's mouth-only conditioning); None: every sample sees it."""
         super().__init__()
         self.field = field
         self.canonicalizer = canonicalizer
         self.cfg = cfg
         self.grid = OccupancyGrid(field.box_min, field.box_max, cfg.grid_resolution)
         self.step = float((field.box_max - field.box_min).norm()) / cfg.max_samples
+        if expr_faces is not None and expr_faces.shape != canonicalizer.faces.shape[:1]:
+            raise ValueError(f"expr_faces must be [F] = [{canonicalizer.faces.shape[0]}], "
+                             f"got {tuple(expr_faces.shape)}")
+        # rebuilt from the checkpoint's meta, so not part of the state dict
+        self.register_buffer("expr_faces", None if expr_faces is None else expr_faces.bool().clone(), persistent=False)
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
@@ -58,9 +66,16 @@ class AvatarRenderer(nn.Module):
             keep = self._visible(keep, canon, samples, sample_frame, frames, len(origins))
         frame_of = sample_frame[keep]
         sigma, rgb = self.field(canon.points[keep], canon.dirs[keep], canon.uv[keep], frames.appearance[frame_of],
-                                frames.expr[frame_of])
+                                self._expr(frames, frame_of, canon.face_idx[keep]))
         return composite(sigma, rgb, samples.t[keep], samples.deltas[keep], samples.ray_idx[keep], len(origins),
                          background)
+
+    def _expr(self, frames: FrameSet, frame_of: Tensor, face_idx: Tensor) -> Tensor:
+        """The expression each sample sees [K, n_expr]: its frame's, or zeros off expr_faces; face_idx [K] >= 0."""
+        expr = frames.expr[frame_of]
+        if self.expr_faces is None:
+            return expr
+        return expr * self.expr_faces[face_idx][:, None].to(expr.dtype)
 
     @torch.no_grad()
     def _visible(self, keep: Tensor, canon, samples, sample_frame: Tensor, frames: FrameSet, n_rays: int) -> Tensor:
@@ -71,7 +86,7 @@ class AvatarRenderer(nn.Module):
         """
         frame_of = sample_frame[keep]
         sigma = self.field.density(canon.points[keep], canon.uv[keep], frames.appearance[frame_of],
-                                   frames.expr[frame_of])[0]
+                                   self._expr(frames, frame_of, canon.face_idx[keep]))[0]
         trans = transmittance(sigma.float() * samples.deltas[keep], samples.ray_idx[keep], n_rays)
         return keep[trans > self.cfg.min_transmittance]
 
@@ -84,7 +99,7 @@ class AvatarRenderer(nn.Module):
         keep = torch.nonzero(canon.valid)[:, 0]
         if len(keep):
             sigma[keep] = self.field.density(canon.points[keep], canon.uv[keep], frames.appearance[frame_idx[keep]],
-                                             frames.expr[frame_idx[keep]])[0].float()
+                                             self._expr(frames, frame_idx[keep], canon.face_idx[keep]))[0].float()
         return sigma
 
     @torch.no_grad()

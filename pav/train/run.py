@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.datamodule import AvatarDataModule
 from ..evaluate.scoring import score_views
 from ..fields.avatar import ModelConfig
+from ..head.regions import mouth_faces
 from .config import TrainConfig, TrainerConfig, typed_config
 from .system import AvatarMeta, AvatarSystem
 
@@ -65,7 +66,18 @@ def make_meta(dm: AvatarDataModule, model: ModelConfig) -> AvatarMeta:
     return AvatarMeta(head_model=dm.head_model, appearance_names=list(dm.appearance_names),
                       canon_verts=dm.canonical_verts(), faces=flame.faces.clone(), face_uv=face_uv.clone(),
                       shape=torch.from_numpy(dm.collection.shape).clone(), n_expr=flame.n_expr,
-                      box_min=box_min, box_max=box_max, outer_dist=outer)
+                      box_min=box_min, box_max=box_max, outer_dist=outer, expr_faces=expression_faces(dm, model))
+
+
+def expression_faces(dm: AvatarDataModule, model: ModelConfig) -> torch.Tensor | None:
+    """[F] bool faces whose samples see the expression (model.expr_region=mouth), None for every face."""
+    if model.expr_region == "all":
+        return None
+    faces = mouth_faces(dm.flame)
+    if faces is None or not bool(faces.any()):
+        raise ValueError(f"model.expr_region=mouth: {dm.head_model} has no 68-point landmark embedding and no lips "
+                         "labels to find the mouth by; give data.landmark_embedding=PATH or model.expr_region=all")
+    return faces
 
 
 REACH_SLACK = 0.01  # metres past the measured reach: the matte's soft edge, the mesh's fit

@@ -60,6 +60,7 @@ class AvatarMeta:
     box_min: torch.Tensor  # [3]
     box_max: torch.Tensor  # [3]
     outer_dist: float | None = None  # metres the field reaches past the mesh; None (older runs): model.outer_dist
+    expr_faces: torch.Tensor | None = None  # [F] bool: faces whose samples see the expression; None: every face
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -69,7 +70,7 @@ def build_renderer(model: ModelConfig, render: RenderConfig, meta: AvatarMeta) -
     field_ = AvatarField(model, len(meta.appearance_names), meta.box_min, meta.box_max)
     outer = model.outer_dist if meta.outer_dist is None else meta.outer_dist
     canonicalizer = Canonicalizer(meta.canon_verts, meta.faces, meta.face_uv, model.deform, outer, model.inner_dist)
-    return AvatarRenderer(field_, canonicalizer, render)
+    return AvatarRenderer(field_, canonicalizer, render, meta.expr_faces)
 
 
 class AvatarSystem(L.LightningModule):

@@ -65,3 +65,33 @@ def test_sh_degree_four_is_orthonormal_on_the_sphere():
     basis = sh_encode(dirs, 4)
     gram = basis.T @ basis * (4 * torch.pi / len(dirs))
     torch.testing.assert_close(gram, torch.eye(16, dtype=torch.float64), atol=0.03, rtol=0)
+
+
+def test_glo_codes_enter_the_first_layer_as_if_concatenated():
+    from pav.fields.mlp import MLP, mlp_with_codes
+
+    torch.manual_seed(0)
+    mlp, codes = MLP(512 + 20, 3, 64, 2), torch.randn(4, 512, requires_grad=True)
+    index, rest = torch.randint(4, (30,)), torch.randn(30, 20, requires_grad=True)
+    fast = mlp_with_codes(mlp, codes, index, rest)
+    fast.square().sum().backward()
+    grads = [codes.grad.clone(), rest.grad.clone(), *(p.grad.clone() for p in mlp.parameters())]
+    for t in [codes, rest, *mlp.parameters()]:
+        t.grad = None
+    naive = mlp(torch.cat([codes[index], rest], -1))
+    naive.square().sum().backward()
+    torch.testing.assert_close(fast, naive)
+    for got, want in zip(grads, [codes.grad, rest.grad, *(p.grad for p in mlp.parameters())], strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_paper_sized_glo_codes_change_colour_per_appearance():
+    field = AvatarField(ModelConfig(appearance="glo", latent_channels=512, log2_hashmap_size=12,
+                                    hashgrid_backend="torch"), 3, torch.zeros(3) - 0.2, torch.zeros(3) + 0.2)
+    assert field.latent.codes.shape == (3, 512)
+    n = 16
+    inputs = [torch.rand(n, 3) * 0.2 - 0.1, torch.nn.functional.normalize(torch.randn(n, 3), dim=-1),
+              torch.rand(n, 2), torch.zeros(n, dtype=torch.long), torch.randn(n, 50)]
+    first = field(*inputs)[1]
+    inputs[3] = torch.ones(n, dtype=torch.long)
+    assert (field(*inputs)[1] - first).abs().max() > 1e-4

@@ -71,3 +71,21 @@ def test_a_region_file_of_another_model_names_the_file(tmp_path, unlabelled):
     path.write_bytes(pickle.dumps({"face": np.array([0, unlabelled.num_verts + 5])}))
     with pytest.raises(HeadModelError, match="(?s)FLAME_masks.pkl.*region 'face' names vertex"):
         head_regions(unlabelled, path)
+
+
+def test_the_mouth_holds_the_lips_and_nothing_of_the_eyes_scalp_or_back(tmp_path, labelled, unlabelled):
+    from pav.head.regions import mouth_faces
+
+    labels = {n: labelled.face_region == i for i, n in enumerate(labelled.region_names)}
+    centres = labelled.v_template[labelled.faces].mean(1)  # [F, 3]
+    for flame in (labelled, unlabelled):  # with the model's labels, and from the landmarks alone
+        mouth = mouth_faces(flame)
+        assert _share(mouth, labels["lips"]) == 1.0
+        assert _share(mouth, labels["eyes"]) == 0.0 and _share(mouth, labels["scalp"]) == 0.0
+        assert bool((centres[mouth, 2] > 0).all())  # the front half only: not the back of the head behind the lips
+        assert mouth.sum() < 0.2 * len(mouth)
+    data = load_head_pickle(procedural_head_path(0))
+    for key in ("face_region", "region_names", "lmk_face_idx", "lmk_b_coords"):
+        del data[key]
+    save_head_pickle(tmp_path / "bare.pkl", data)
+    assert mouth_faces(FLAME.from_file(tmp_path / "bare.pkl", n_shape=10, n_expr=10)) is None  # nothing to find it by

@@ -57,6 +57,31 @@ def test_three_cpu_steps_lower_the_loss(tiny_collection):
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses  # every step helps this batch
 
 
+def test_insta_gives_the_expression_to_samples_near_the_mouth_only(tiny_collection):
+    t = typed_config(config(f"data.root={tiny_collection}", "model=insta"))
+    dm = AvatarDataModule(t.data, 0)
+    dm.load(t.loss.depth_regions)
+    meta = make_meta(dm, t.model)
+    assert meta.expr_faces is not None and 0 < int(meta.expr_faces.sum()) < 0.2 * len(meta.expr_faces)
+    renderer = AvatarSystem(t.model, t.render, t.loss, t.optim, meta).renderer
+    frames = dm.train_frames
+    mesh = frames.posed_verts[0]  # [V, 3] frame 0's head
+    centres = mesh[meta.faces].mean(1)  # [F, 3]
+    tri = mesh[meta.faces]  # [F, 3, 3]
+    normals = torch.nn.functional.normalize(torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1), dim=-1)
+    mouth, other = torch.nonzero(meta.expr_faces)[:, 0][:40], torch.nonzero(~meta.expr_faces)[:, 0][::50][:40]
+    points = torch.cat([centres[mouth], centres[other]]) + 0.002 * torch.cat([normals[mouth], normals[other]])
+    with torch.no_grad():
+        for p in renderer.field.mlp_density.parameters():  # a field that listens to the expression
+            p.normal_(0, 0.5)
+        before = renderer.head_density(points, 0, frames)
+        frames.expr[0] += 2.0
+        after = renderer.head_density(points, 0, frames)
+    changed = (after - before).abs() > 1e-6 * (1 + before.abs())
+    assert changed[:len(mouth)].float().mean() > 0.9  # near the mouth the expression is heard
+    assert not changed[len(mouth):].any()  # elsewhere it is not
+
+
 def test_learning_rates_warm_up_then_decay_to_the_final_ratio():
     rates = [lr_factor(step, 100, 10, 0.05) for step in range(120)]
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(0.05 ** 0.09)
