@@ -46,3 +46,15 @@ def tiny_avatar(tmp_path_factory) -> TinyAvatar:
                                           "checkpoint_every=1000", "data.eval_size=16", "render.max_samples=128"])
     run(cfg, base / "run")
     return TinyAvatar(base / "run" / "checkpoints" / "last.ckpt", root)
+
+
+@pytest.fixture(scope="session")
+def tiny_collection(tmp_path_factory) -> Path:
+    """2 appearances x 6 frames at 48 px, no cross set: the training and rendering tests' collection."""
+    from pav.synthetic.generate import SyntheticConfig, generate
+
+    root = tmp_path_factory.mktemp("tiny") / "collection"
+    threads = torch.get_num_threads()
+    generate(SyntheticConfig(out=str(root), appearances=2, frames=6, size=48, seed=0, workers=1, cross=False))
+    torch.set_num_threads(threads)  # generate's in-process worker leaves torch at one thread
+    return root

@@ -58,11 +58,12 @@ class Canonicalizer:
     canon_verts [V, 3], faces [F, 3], face_uv [F, 3, 2] (per-corner uv), mode rigid | affine.
     outer_dist: points farther than this from the surface are dropped; inner_dist: points deeper than this
     inside the surface are dropped too (the signed side comes from the triangle normal), so the solid interior
-    of the head never costs a field evaluation.
+    of the head never costs a field evaluation. table_bytes: the most memory the per-frame-and-face table of
+    frame_table may take (1 GiB: 1700 FLAME frames); past it, each call computes its samples' triangle frames.
     """
 
     def __init__(self, canon_verts: Tensor, faces: Tensor, face_uv: Tensor, mode: str = "rigid",
-                 outer_dist: float = 0.06, inner_dist: float = math.inf) -> None:
+                 outer_dist: float = 0.06, inner_dist: float = math.inf, table_bytes: int = 1 << 30) -> None:
         if mode not in DEFORM_MODES:
             raise ValueError(f"Canonicalizer: mode must be one of {DEFORM_MODES}, got {mode!r}")
         if canon_verts.dim() != 2 or canon_verts.shape[1] != 3:
@@ -78,11 +79,44 @@ class Canonicalizer:
         canon_tri = canon_verts.float()[self.faces]  # [F, 3, 3]
         self.canon_origin = canon_tri[:, 0].contiguous()  # [F, 3]
         self.canon_frame = triangle_frames(canon_tri, mode)  # [F, 3, 3]
+        self.table_bytes = int(table_bytes)  # the most a frame_table may take; past it each call builds its rows
+        self._tables: list[tuple[Tensor, int, Tensor]] = []  # (posed_verts, its version, frame_table), newest first
 
     def to(self, device: torch.device) -> Canonicalizer:
         for name in ("faces", "face_uv", "canon_origin", "canon_frame"):
             setattr(self, name, getattr(self, name).to(device))
+        self._tables = []
         return self
+
+    def frame_table(self, posed_verts: Tensor) -> Tensor | None:
+        """[B * F, 15] per frame and face: the 3x3 map to the canonical triangle's frame, the posed triangle's
+        first corner and its (unnormalised) normal; built once per posed mesh set and kept for the next calls, so a
+        sample costs one row gather instead of its triangle's frame. None when it would exceed table_bytes."""
+        n_frames, n_faces = posed_verts.shape[0], self.faces.shape[0]
+        if n_frames * n_faces * 15 * 4 > self.table_bytes:
+            return None
+        for i, (verts, version, table) in enumerate(self._tables):
+            if verts is posed_verts and version == posed_verts._version:
+                self._tables.insert(0, self._tables.pop(i))  # most recently used first
+                return table
+        rows = []
+        for start in range(0, n_frames, 32):  # bounded temporaries: [32 * F, 3, 3] at a time
+            tri = posed_verts[start:start + 32][:, self.faces].reshape(-1, 3, 3)  # [b * F, 3, 3]
+            rows.append(self._rows(tri, torch.arange(n_faces, device=tri.device).repeat(len(tri) // n_faces)))
+        table = torch.cat(rows)
+        # the train and the test frames alternate during validation: keep both
+        self._tables = [(posed_verts, posed_verts._version, table), *self._tables][:2]
+        return table
+
+    def _rows(self, tri: Tensor, face: Tensor) -> Tensor:
+        """Posed triangles tri [N, 3, 3] of canonical faces face [N] -> [N, 15] rows of frame_table."""
+        posed_frame = triangle_frames(tri, self.mode)  # [N, 3, 3]
+        if self.mode == "rigid":
+            to_canon = matmul3(self.canon_frame[face], posed_frame.transpose(1, 2))  # [N, 3, 3]
+        else:
+            to_canon = matmul3(self.canon_frame[face], inverse3(posed_frame))
+        normal = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+        return torch.cat([to_canon.reshape(-1, 9), tri[:, 0], normal], -1)
 
     @torch.no_grad()
     def __call__(self, points: Tensor, dirs: Tensor | None, posed_verts: Tensor, bvh: MeshBVH,
@@ -97,18 +131,15 @@ class Canonicalizer:
         face_idx, bary, sqdist = bvh.nearest(points, mesh_idx, max_dist=self.outer_dist)
         valid = face_idx >= 0
         face = face_idx.clamp_min(0)
-        tri = posed_verts[mesh_idx.long()[:, None], self.faces[face]]  # [N, 3, 3]
-        posed_frame = triangle_frames(tri, self.mode)  # [N, 3, 3]
-        if math.isfinite(self.inner_dist):
-            normal = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
-            closest = (bary[:, :, None] * tri).sum(1)  # [N, 3]
-            inside = ((points - closest) * normal).sum(-1) < 0
-            valid &= ~(inside & (sqdist > self.inner_dist ** 2))
-        if self.mode == "rigid":
-            to_canon = matmul3(self.canon_frame[face], posed_frame.transpose(1, 2))  # [N, 3, 3]
+        table = self.frame_table(posed_verts)
+        if table is not None:
+            row = table[mesh_idx.long() * self.faces.shape[0] + face]  # [N, 15]
         else:
-            to_canon = matmul3(self.canon_frame[face], inverse3(posed_frame))
-        local = points - tri[:, 0]
+            row = self._rows(posed_verts[mesh_idx.long()[:, None], self.faces[face]], face)
+        to_canon, local = row[:, :9].view(-1, 3, 3), points - row[:, 9:12]  # [N, 3, 3], [N, 3]
+        if math.isfinite(self.inner_dist):  # the closest point lies in the triangle's plane: its side is local's
+            inside = (local * row[:, 12:15]).sum(-1) < 0
+            valid &= ~(inside & (sqdist > self.inner_dist ** 2))
         canon_points = self.canon_origin[face] + matvec3(to_canon, local)  # [N, 3]
         canon_dirs = None
         if dirs is not None:

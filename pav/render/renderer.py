@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ..deform.canonical import Canonicalizer
+from ..deform.canonical import Canonicalizer, CanonicalSamples
 from ..deform.frames import FrameSet
 from ..fields.avatar import AvatarField
 from .rays import image_pixels, pixel_rays
 from .sampler import OccupancyGrid, march
-from .volume import RenderOutput, composite, transmittance
+from .volume import RenderOutput, composite, depth_before, transmittance
 
 
 @dataclass
@@ -27,6 +28,7 @@ class RenderConfig:
     grid_frames_per_update: int = 4  # random training frames each refresh canonicalizes the cells through
     chunk_rays: int = 8192  # rays per chunk when rendering whole images
     min_transmittance: float = 1e-3  # samples behind this much accumulated opacity skip the full field pass
+    segment_samples: int = 32  # samples per ray canonicalized at a time, stopping where the ray is opaque; 0: all
 
 
 class AvatarRenderer(nn.Module):
@@ -59,16 +61,60 @@ class AvatarRenderer(nn.Module):
         head_origins, head_dirs = frames.world_to_head(origins, dirs, frame_idx)
         samples = march(head_origins, head_dirs, self.grid, self.step, self.cfg.max_samples, jitter)
         sample_frame = frame_idx[samples.ray_idx]  # [M]
-        canon = self.canonicalizer(samples.points, head_dirs[samples.ray_idx], frames.posed_verts, frames.bvh,
-                                   sample_frame)
-        keep = torch.nonzero(canon.valid)[:, 0]
-        if self.cfg.min_transmittance > 0 and len(keep):
-            keep = self._visible(keep, canon, samples, sample_frame, frames, len(origins))
+        if self.cfg.min_transmittance > 0 and self.cfg.segment_samples > 0:
+            keep, canon = self._visible_segments(samples, head_dirs, sample_frame, frames, len(origins))
+        else:
+            canon = self.canonicalizer(samples.points, head_dirs[samples.ray_idx], frames.posed_verts, frames.bvh,
+                                       sample_frame)
+            keep = torch.nonzero(canon.valid)[:, 0]
+            if self.cfg.min_transmittance > 0 and len(keep):
+                keep = self._visible(keep, canon, samples, sample_frame, frames, len(origins))
+            canon = _subset(canon, keep)
         frame_of = sample_frame[keep]
-        sigma, rgb = self.field(canon.points[keep], canon.dirs[keep], canon.uv[keep], frames.appearance[frame_of],
-                                self._expr(frames, frame_of, canon.face_idx[keep]))
+        sigma, rgb = self.field(canon.points, canon.dirs, canon.uv, frames.appearance[frame_of],
+                                self._expr(frames, frame_of, canon.face_idx))
         return composite(sigma, rgb, samples.t[keep], samples.deltas[keep], samples.ray_idx[keep], len(origins),
                          background)
+
+    @torch.no_grad()
+    def _visible_segments(self, samples, head_dirs: Tensor, sample_frame: Tensor, frames: FrameSet,
+                          n_rays: int) -> tuple[Tensor, CanonicalSamples]:
+        """The samples [K] that _visible keeps, and their canonical samples, found segment by segment along the
+        rays: cfg.segment_samples occupied samples of every ray at a time, and a ray whose transmittance has
+        fallen below cfg.min_transmittance gets no more, so the hidden samples behind a surface cost neither a
+        nearest-triangle query nor a density evaluation."""
+        ray_idx = samples.ray_idx  # [M] non-decreasing
+        counts = torch.bincount(ray_idx, minlength=n_rays)
+        rank = torch.arange(len(ray_idx), device=ray_idx.device) - (torch.cumsum(counts, 0) - counts)[ray_idx]
+        depth = torch.zeros(n_rays, dtype=torch.float64, device=ray_idx.device)  # optical depth so far per ray
+        limit = -math.log(self.cfg.min_transmittance)  # T > min_transmittance <=> depth < limit
+        seg = self.cfg.segment_samples
+        kept: list[tuple[Tensor, CanonicalSamples]] = []
+        for lo in range(0, int(counts.max()) if len(counts) else 0, seg):
+            sel = torch.nonzero((rank >= lo) & (rank < lo + seg) & (depth[ray_idx] < limit))[:, 0]  # [S] by ray
+            if len(sel) == 0:
+                break
+            rays, frame_of = ray_idx[sel], sample_frame[sel]
+            canon = self.canonicalizer(samples.points[sel], head_dirs[rays], frames.posed_verts, frames.bvh, frame_of)
+            valid = torch.nonzero(canon.valid)[:, 0]
+            tau = torch.zeros(len(sel), dtype=torch.float64, device=sel.device)  # [S]
+            if len(valid):
+                sigma = self.field.density(canon.points[valid], canon.uv[valid], frames.appearance[frame_of[valid]],
+                                           self._expr(frames, frame_of[valid], canon.face_idx[valid]))[0]
+                tau[valid] = sigma.double() * samples.deltas[sel[valid]].double()
+            before = depth[rays] + depth_before(tau, rays, n_rays)  # [S] optical depth in front of each sample
+            visible = torch.nonzero(canon.valid & (before < limit))[:, 0]
+            kept.append((sel[visible], _subset(canon, visible)))
+            depth.index_add_(0, rays, tau)
+        if not kept:  # no sample at all: the canonicalizer's empty answer
+            return ray_idx[:0], self.canonicalizer(samples.points[:0], head_dirs[:0], frames.posed_verts, frames.bvh,
+                                                   sample_frame[:0])
+        keep = torch.cat([k for k, _ in kept])
+        order = torch.argsort(keep)  # back to ray order, near to far, as compositing needs
+        parts = [c for _, c in kept]
+        canon = CanonicalSamples(*(torch.cat([getattr(c, name) for c in parts])[order]
+                                   for name in ("points", "dirs", "face_idx", "bary", "uv", "valid")))
+        return keep[order], canon
 
     def _expr(self, frames: FrameSet, frame_of: Tensor, face_idx: Tensor) -> Tensor:
         """The expression each sample sees [K, n_expr]: its frame's, or zeros off expr_faces; face_idx [K] >= 0."""
@@ -140,3 +186,9 @@ class AvatarRenderer(nn.Module):
         outs = list(self.image_chunks(K, c2w, height, width, frame, frames, background))
         return RenderOutput(torch.cat([o.rgb for o in outs]), torch.cat([o.opacity for o in outs]),
                             torch.cat([o.depth for o in outs]), torch.cat([o.weights for o in outs]))
+
+
+def _subset(canon: CanonicalSamples, idx: Tensor) -> CanonicalSamples:
+    """The samples idx [K] of canon."""
+    return CanonicalSamples(canon.points[idx], None if canon.dirs is None else canon.dirs[idx], canon.face_idx[idx],
+                            canon.bary[idx], canon.uv[idx], canon.valid[idx])

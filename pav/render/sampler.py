@@ -90,14 +90,15 @@ class OccupancyGrid(nn.Module):
     def update(self, density_fn: Callable[[Tensor], Tensor], threshold: float, decay: float = 0.95,
                reachable_only: bool = False, chunk: int = 1 << 18) -> float:
         """Refresh the grid from density_fn(cells [K]) -> sigma [K], the density somewhere in each cell (0 where
-        out of reach; see cell_points).
+        out of reach; see cell_points); only the cells inside the hull are asked.
 
         reachable_only: mark every cell with any density (warm-up, before the field has learned anything).
         Returns the occupied fraction (a 0-dim tensor: reading it is the caller's choice of a device sync).
         """
-        n = self.resolution ** 3
-        cells = torch.arange(n, device=self.density.device)
-        fresh = torch.cat([density_fn(cells[i:i + chunk]) for i in range(0, n, chunk)])
+        cells = torch.nonzero(self.hull)[:, 0]  # a cell outside the hull is never occupied: no need to look
+        fresh = torch.zeros_like(self.density)
+        if len(cells):
+            fresh[cells] = torch.cat([density_fn(cells[i:i + chunk]) for i in range(0, len(cells), chunk)])
         self.density.copy_(torch.maximum(self.density * decay, fresh))
         if reachable_only:
             self.occupied.copy_((self.density > 0) & self.hull)

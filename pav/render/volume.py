@@ -16,16 +16,21 @@ class RenderOutput:
     weights: Tensor  # [M]
 
 
-def transmittance(tau: Tensor, ray_idx: Tensor, n_rays: int) -> Tensor:
-    """T_i = exp(-sum_{j<i} tau_j) within each ray: tau [M] optical depths, ray_idx [M] non-decreasing -> [M]."""
+def depth_before(tau: Tensor, ray_idx: Tensor, n_rays: int) -> Tensor:
+    """sum_{j<i} tau_j within each ray, in float64: tau [M] optical depths, ray_idx [M] non-decreasing -> [M]."""
     if len(tau) == 0:
-        return tau.clone()
+        return tau.double()
     # cumulative optical depth in float64: one running sum over all rays loses precision in float32
     total = torch.cumsum(tau.double(), 0)
     excl = total - tau.double()
     counts = torch.bincount(ray_idx, minlength=n_rays)
     starts = (torch.cumsum(counts, 0) - counts).clamp_max(len(tau) - 1)  # [R] first sample of each ray
-    return torch.exp(-(excl - excl[starts][ray_idx])).to(tau.dtype)
+    return excl - excl[starts][ray_idx]
+
+
+def transmittance(tau: Tensor, ray_idx: Tensor, n_rays: int) -> Tensor:
+    """T_i = exp(-sum_{j<i} tau_j) within each ray: tau [M] optical depths, ray_idx [M] non-decreasing -> [M]."""
+    return torch.exp(-depth_before(tau, ray_idx, n_rays)).to(tau.dtype)
 
 
 def composite(sigma: Tensor, rgb: Tensor, t: Tensor, deltas: Tensor, ray_idx: Tensor, n_rays: int,

@@ -101,3 +101,25 @@ def test_frames_are_rotations_or_edge_matrices():
     torch.testing.assert_close(affine[:, 2], torch.tensor([0.0, 0, math.sqrt(6.0)]))
     with pytest.raises(ValueError, match="mode"):
         triangle_frames(tri, "twisted")
+
+
+@pytest.mark.parametrize("mode", ["rigid", "affine"])
+def test_the_frame_table_gives_what_each_samples_own_triangle_gives(head, mode):
+    flame, verts, face_uv = head
+    gen = torch.Generator().manual_seed(5)
+    posed = torch.stack([verts + 0.003 * torch.randn(verts.shape, generator=gen) for _ in range(3)])  # [3, V, 3]
+    bvh = MeshBVH(posed, flame.faces)
+    points = near_surface(verts, flame.faces, 3000, 0.02, seed=6)
+    dirs = torch.nn.functional.normalize(torch.randn(3000, 3, generator=gen), dim=-1)
+    mesh = torch.randint(3, (3000,), generator=gen)
+    tabled = Canonicalizer(verts, flame.faces, face_uv, mode=mode, outer_dist=0.05, inner_dist=0.01)
+    direct = Canonicalizer(verts, flame.faces, face_uv, mode=mode, outer_dist=0.05, inner_dist=0.01, table_bytes=0)
+    a, b = tabled(points, dirs, posed, bvh, mesh), direct(points, dirs, posed, bvh, mesh)
+    assert direct.frame_table(posed) is None and tabled.frame_table(posed) is tabled.frame_table(posed)  # kept
+    assert torch.equal(a.valid, b.valid) and 0 < int((~a.valid).sum()) < 3000  # some lie too deep or too far
+    for got, want in ((a.points, b.points), (a.dirs, b.dirs), (a.uv, b.uv)):
+        torch.testing.assert_close(got[a.valid], want[a.valid], atol=1e-6, rtol=0)
+    posed[1] += 0.01  # moved meshes in place: the table is rebuilt, not reused
+    bvh.refit(posed)
+    moved = tabled(points, dirs, posed, bvh, mesh).points
+    torch.testing.assert_close(moved, direct(points, dirs, posed, bvh, mesh).points, atol=1e-6, rtol=0)
