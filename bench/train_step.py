@@ -2,7 +2,9 @@
 [device=auto|cpu|cuda] [overrides]`.
 
 Prints a table: marching, canonicalization, fields (forward), compositing + loss, backward, optimiser, grid
-refresh (amortised), with steps/s and samples/s. Defaults: the default synthetic collection, trainer=cpu.
+refresh (amortised), with steps/s and samples/s, before and after the step's speed-ups side by side in one run
+(the two interleaved step by step, so both see the same machine load). Defaults: the default synthetic
+collection, trainer=cpu.
 `ckpt=PATH` (first argument) starts from a trained run's weights and occupancy grid, so the samples per ray
 are those of training after warm-up; without it the grid only knows the masks' hull and the meshes' reach.
 """
@@ -62,57 +64,97 @@ def main(argv: list[str]) -> None:
             torch.cuda.synchronize(device)
         return time.perf_counter()
 
-    stages = {k: 0.0 for k in ("batch", "march", "canonicalize + visibility", "fields", "composite+loss", "backward",
-                                "optimizer", "grid (amortised)")}
-    n_steps, warm, samples = 12, 2, 0
-    for i in range(n_steps + warm):
-        t0 = clock()
-        b = {k: v.to(device, non_blocking=True) for k, v in data.batch(gen).items()}
-        t1 = clock()
-        ho, hd = frames.world_to_head(b["origins"], b["dirs"], b["frame_idx"])
-        s = march(ho, hd, r.grid, r.step, r.cfg.max_samples, True)
-        t2 = clock()
-        sf = b["frame_idx"][s.ray_idx]
+    table_bytes, segments = r.canonicalizer.table_bytes, r.cfg.segment_samples  # r.cfg is t.render: keep them
+
+    def setup(variant: str) -> None:
+        """before: one pass over every marched sample, each sample's own triangle frame (no table), the grid
+        refresh asking every cell; after: this version's defaults."""
+        before = variant == "before"
+        r.cfg.segment_samples = 0 if before else segments
+        r.canonicalizer.table_bytes = 0 if before else table_bytes
+
+    def canonical_visible(s, hd, sf, n_rays):
+        if r.cfg.segment_samples > 0:
+            return r._visible_segments(s, hd, sf, frames, n_rays)
         canon = r.canonicalizer(s.points, hd[s.ray_idx], frames.posed_verts, frames.bvh, sf)
-        keep = torch.nonzero(canon.valid)[:, 0]
-        keep = r._visible(keep, canon, s, sf, frames, len(ho))  # the density-only pass, as training does
-        t3 = clock()
-        fk = sf[keep]
-        sigma, rgb = r.field(canon.points[keep], canon.dirs[keep], canon.uv[keep], frames.appearance[fk],
-                             r._expr(frames, fk, canon.face_idx[keep]))
-        t4 = clock()
-        out = composite(sigma, rgb, s.t[keep], s.deltas[keep], s.ray_idx[keep], len(ho), b["background"])
-        loss = total_loss(t.loss, out.rgb, b["rgb"], out.depth, b["mesh_depth"], b["depth_mask"], out.opacity,
-                          b["alpha"])["total"]
-        t5 = clock()
-        opt.zero_grad()
-        loss.backward()
-        t6 = clock()
-        opt.step()
-        t7 = clock()
-        if i == warm:  # one refresh as training does it (after warm-up when a trained grid was loaded)
-            t8 = clock()
-            r.update_grid(frames, 10**6 if ckpt else 0)
-            grid_time = (clock() - t8) / t.render.grid_update_every
-        if i >= warm:
-            for k, dt in zip(list(stages)[:7], (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6),
-                             strict=True):
-                stages[k] += dt
-            samples += len(out.weights)
-    stages = {k: v / n_steps for k, v in stages.items()}
-    stages["grid (amortised)"] = grid_time
-    total = sum(stages.values())
+        keep = r._visible(torch.nonzero(canon.valid)[:, 0], canon, s, sf, frames, n_rays)
+        return keep, canon.select(keep)
+
+    def grid_refresh(variant: str) -> float:
+        """One refresh as training does it (after warm-up when a trained grid was loaded), amortised; the grid is
+        put back afterwards so both variants march the same cells."""
+        saved = {k: v.clone() for k, v in r.grid.state_dict().items()}
+        if variant == "before":  # every cell asked, as before the hull restriction
+            r.grid.hull.fill_(True)
+        t8 = clock()
+        r.update_grid(frames, 10**6 if ckpt else 0)
+        elapsed = clock() - t8
+        r.grid.load_state_dict(saved)
+        return elapsed / t.render.grid_update_every
+
+    names = ("batch", "march", "canonicalize + visibility", "fields", "composite+loss", "backward", "optimizer",
+             "grid (amortised)")
+    variants = ("before", "after")
+    stages = {v: dict.fromkeys(names, 0.0) for v in variants}
+    samples = {v: 0 for v in variants}
+    asked = {v: 0 for v in variants}
+    n_steps, warm = 10, 2
+    for i in range(n_steps + warm):
+        for variant in variants:  # interleaved: both see the same machine load
+            setup(variant)
+            t0 = clock()
+            b = {k: v.to(device, non_blocking=True) for k, v in data.batch(gen).items()}
+            t1 = clock()
+            ho, hd = frames.world_to_head(b["origins"], b["dirs"], b["frame_idx"])
+            s = march(ho, hd, r.grid, r.step, r.cfg.max_samples, True)
+            t2 = clock()
+            sf = b["frame_idx"][s.ray_idx]
+            keep, canon = canonical_visible(s, hd, sf, len(ho))
+            t3 = clock()
+            fk = sf[keep]
+            sigma, rgb = r.field(canon.points, canon.dirs, canon.uv, frames.appearance[fk],
+                                 r._expr(frames, fk, canon.face_idx))
+            t4 = clock()
+            out = composite(sigma, rgb, s.t[keep], s.deltas[keep], s.ray_idx[keep], len(ho), b["background"])
+            loss = total_loss(t.loss, out.rgb, b["rgb"], out.depth, b["mesh_depth"], b["depth_mask"], out.opacity,
+                              b["alpha"])["total"]
+            t5 = clock()
+            opt.zero_grad()
+            loss.backward()
+            t6 = clock()
+            opt.step()
+            t7 = clock()
+            if i >= warm:
+                for k, dt in zip(names[:7], (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6),
+                                 strict=True):
+                    stages[variant][k] += dt
+                samples[variant] += len(out.weights)
+                asked[variant] += len(s.points)
+    for variant in variants:
+        setup(variant)
+        stages[variant] = {k: v / n_steps for k, v in stages[variant].items()}
+        stages[variant]["grid (amortised)"] = min(grid_refresh(variant) for _ in range(2))
+    totals = {v: sum(stages[v].values()) for v in variants}
     rays = t.data.rays_per_batch
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
-    print(f"\ntraining step, {rays} rays, {samples / n_steps / rays:.1f} field samples per ray "
+    print(f"\ntraining step, {rays} rays, {asked['after'] / n_steps / rays:.1f} marched and "
+          f"{samples['after'] / n_steps / rays:.1f} field samples per ray "
           f"({'trained grid from ' + ckpt if ckpt else 'fresh grid'}), {where}, model={t.model.name}")
-    print("| stage | ms | share |\n|---|---|---|")
-    for k, v in stages.items():
-        print(f"| {k} | {v * 1e3:.1f} | {v / total:.0%} |")
-    print(f"| **total** | **{total * 1e3:.1f}** | |")
-    print(f"\n{1 / total:.2f} steps/s, {samples / n_steps / total / 1e3:.0f} k samples/s, "
-          f"{rays / total / 1e3:.1f} k rays/s")
-    print(f"FIG train_step_ms_{device.type}: {total * 1e3:.1f}")
+    print("before: one pass canonicalizes every marched sample, each through its own triangle's frame, and the grid "
+          "refresh asks every cell;\nafter: segments of render.segment_samples="
+          f"{segments} samples that stop at opaque rays, the per-frame-and-face table, hull cells only")
+    print("| stage | before ms | share | after ms | share | speed-up |\n|---|---|---|---|---|---|")
+    for k in names:
+        b_, a_ = stages["before"][k], stages["after"][k]
+        print(f"| {k} | {b_ * 1e3:.1f} | {b_ / totals['before']:.0%} | {a_ * 1e3:.1f} | {a_ / totals['after']:.0%} | "
+              f"{b_ / max(a_, 1e-9):.2f}x |")
+    print(f"| **total** | **{totals['before'] * 1e3:.1f}** | | **{totals['after'] * 1e3:.1f}** | | "
+          f"**{totals['before'] / totals['after']:.2f}x** |")
+    for v in variants:
+        print(f"{v}: {1 / totals[v]:.2f} steps/s, {samples[v] / n_steps / totals[v] / 1e3:.0f} k field samples/s, "
+              f"{rays / totals[v] / 1e3:.1f} k rays/s")
+    print(f"FIG train_step_ms_{device.type}: {totals['after'] * 1e3:.1f}")
+    print(f"FIG train_step_ms_before_{device.type}: {totals['before'] * 1e3:.1f}")
 
 
 if __name__ == "__main__":

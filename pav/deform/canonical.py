@@ -51,6 +51,11 @@ class CanonicalSamples:
     uv: Tensor  # [N, 2] texture coordinates of that closest point
     valid: Tensor  # [N] bool
 
+    def select(self, idx: Tensor) -> CanonicalSamples:
+        """The samples idx [K]."""
+        return CanonicalSamples(self.points[idx], None if self.dirs is None else self.dirs[idx], self.face_idx[idx],
+                                self.bary[idx], self.uv[idx], self.valid[idx])
+
 
 class Canonicalizer:
     """Maps points near posed meshes (one BVH over all frames) to the canonical mesh.

@@ -13,23 +13,27 @@ import numpy as np
 import torch
 from omegaconf import MISSING, OmegaConf
 from PIL import Image
+from torch import Tensor
 
 from ..data.datamodule import AvatarDataModule, View
 from ..deform.frames import FrameSet
+from ..metrics.pixel import known_only
 from ..render.job import DEVICES, RenderError, open_checkpoint, open_collection
 from ..render.renderer import AvatarRenderer
 from ..train.system import AvatarMeta
 
-SPLITS = ("test", "cross")
+SPLITS = ("test", "cross", "novel")
 
 
 @dataclass
 class EvaluateConfig:
     ckpt: str = MISSING
     split: str = "test"  # test: held-out views of each appearance | cross: appearance j in the poses of video k
+    # (with truth: synthetic only) | novel: appearance j in the poses and expressions of the other videos' held-out
+    # frames, no truth: FID against j's own held-out images (the paper's protocol b, any collection)
     out: str = ""  # default: <run dir>/eval/<split>
     size: int = 0  # longest side of the scored images; 0: the collection's size
-    views: int = 0  # at most this many views per appearance (test) or per pair (cross), evenly spread; 0: all
+    views: int = 0  # at most this many views per appearance (test, novel) or per pair (cross), evenly spread; 0: all
     collection: str = ""  # default: the checkpoint's data.root
     head_model: str = ""  # default: the checkpoint's
     device: str = "auto"  # auto | cpu | cuda
@@ -58,6 +62,7 @@ class EvaluateJob:
     items: list[Scored]
     collection_root: Path
     out: Path
+    references: dict[str, list[Tensor]] | None = None  # split=novel: group -> its real held-out images [H, W, 3]
 
 
 def check_options(cfg: EvaluateConfig) -> None:
@@ -125,6 +130,26 @@ def cross_items(dm: AvatarDataModule, names: list[str], size: int, per_pair: int
     return items
 
 
+def novel_items(dm: AvatarDataModule, names: list[str], size: int,
+                per_appearance: int) -> tuple[list[Scored], dict[str, list[Tensor]]]:
+    """Appearance j in the held-out poses, expressions and cameras of every other video (no truth), and j's own
+    held-out images as the reference set its renders are compared with (FID)."""
+    held = dm.heldout_views(size, 0)
+    if len(dm.appearance_names) < 2:
+        raise EvaluateError(f"split=novel: the collection {dm.collection.root} holds one appearance, so there are no "
+                            "other videos to take poses and expressions from; use split=test")
+    items, references = [], {}
+    for name in names:
+        own = [v for v in held if _parse_name(v)[0] == name]
+        others = [v for v in held if _parse_name(v)[0] != name]
+        references[name] = [known_only(v.rgb, v.valid) for v in own]
+        for view in _spread(others, per_appearance):
+            drive, cam, frame_id = _parse_name(view)
+            items.append(Scored(name, names.index(name),
+                                dataclasses.replace(view, name=f"{name} as {drive}/{cam}/{frame_id}")))
+    return items, references
+
+
 def prepare(cfg: EvaluateConfig) -> EvaluateJob:
     """Checks the options, loads the checkpoint and collection, poses the held-out frames and lists the views."""
     from ..train.config import typed_config
@@ -145,15 +170,18 @@ def prepare(cfg: EvaluateConfig) -> EvaluateJob:
         dm.load(typed.loss.depth_regions)
     except (OSError, ValueError) as err:
         raise EvaluateError(f"collection {root}: {err}") from None
-    # split=cross may score a model of some appearances (protocol b's INSTA) in every video's poses
-    fits = (set(meta.appearance_names) <= set(dm.appearance_names) if cfg.split == "cross"
+    # split=cross and novel may score a model of some appearances (protocol b's INSTA) in every video's poses
+    fits = (set(meta.appearance_names) <= set(dm.appearance_names) if cfg.split in ("cross", "novel")
             else dm.appearance_names == meta.appearance_names)
     if not fits:
         raise EvaluateError(f"collection {root} has the appearances {dm.appearance_names}, {cfg.ckpt} was trained "
                             f"on {meta.appearance_names}; pass the right collection=DIR")
+    references = None
     if cfg.split == "test":
         items = test_items(dm, cfg.size, cfg.views)
-    else:
+    elif cfg.split == "cross":
         items = cross_items(dm, meta.appearance_names, cfg.size, cfg.views)
+    else:
+        items, references = novel_items(dm, meta.appearance_names, cfg.size, cfg.views)
     out = Path(cfg.out) if cfg.out else Path(cfg.ckpt).resolve().parent.parent / "eval" / cfg.split
-    return EvaluateJob(renderer, meta, dm.test_frames.to(device), items, Path(root), out)
+    return EvaluateJob(renderer, meta, dm.test_frames.to(device), items, Path(root), out, references)

@@ -41,8 +41,9 @@ def unavailable_notes(scores: dict) -> list[str]:
 
 
 def write_markdown(path: Path, result: dict) -> Path:
-    title = ("held-out test views" if result["split"] == "test"
-             else "cross-appearance views (appearance j in the poses of video k)")
+    title = {"test": "held-out test views", "cross": "cross-appearance views (appearance j in the poses of video k)",
+             "novel": "novel poses and expressions without truth (appearance j in the other videos' held-out "
+                      "frames; FID against j's own held-out images)"}[result["split"]]
     lines = [f"# Evaluation: {title}", "",
              f"Checkpoint `{result['checkpoint']}`, collection `{result['collection']}`, images of "
              f"{result['image_size'][1]}x{result['image_size'][0]} px composited on white.", "",
@@ -50,8 +51,10 @@ def write_markdown(path: Path, result: dict) -> Path:
     notes = unavailable_notes(result["scores"])
     if notes:
         lines += ["Unavailable metrics:", "", *notes, ""]
-    lines += ["Error maps (prediction | truth | mean absolute error over the channels, the view of median PSNR):", ""]
-    lines += [f"- {name}: `{m['path']}` ({m['view']})" for name, m in result["error_maps"].items()]
+    if result["error_maps"]:
+        lines += ["Error maps (prediction | truth | mean absolute error over the channels, the view of median PSNR):",
+                  ""]
+        lines += [f"- {name}: `{m['path']}` ({m['view']})" for name, m in result["error_maps"].items()]
     lines += ["", f"Rendering {result['render_seconds']:.1f} s, scoring {result['score_seconds']:.1f} s "
               f"on {result['device']}."]
     path.write_text("\n".join(lines) + "\n")

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ..metrics import score_sets
 from ..metrics.pixel import known_only, psnr
+from ..metrics.sets import score_unpaired
 from ..render.video import with_appearance
 from .figure import write_error_map
 from .job import EvaluateConfig, EvaluateJob, prepare
@@ -27,6 +28,13 @@ def render_items(job: EvaluateJob, progress: bool) -> dict[str, list[tuple[str, 
     return groups
 
 
+def _stack_at(size: tuple[int, int], images: list[torch.Tensor]) -> torch.Tensor:
+    """Images [H, W, 3] (of other videos' sizes, maybe) -> [N, *size, 3]."""
+    out = [im if im.shape[:2] == size else torch.nn.functional.interpolate(
+        im.permute(2, 0, 1)[None], size=size, mode="area")[0].permute(1, 2, 0) for im in images]
+    return torch.stack(out)
+
+
 def evaluate(cfg: EvaluateConfig) -> dict:
     """Evaluates cfg.ckpt on cfg.split; returns what metrics.json holds."""
     job = prepare(cfg)
@@ -35,11 +43,17 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     rendered = render_items(job, cfg.progress)
     render_seconds = time.time() - start
     start = time.time()
-    sets = {g: (torch.stack([p for _, p, _ in rows]), torch.stack([t for _, _, t in rows]))
-            for g, rows in rendered.items()}
-    scores = score_sets(sets, progress=cfg.progress)
-    score_seconds = time.time() - start
     maps = {}
+    if job.references is not None:  # no truth per render: the renders as a set against the real images
+        sets = {g: (_stack_at(job.references[g][0].shape[:2], [p for _, p, _ in rows]),
+                    _stack_at(job.references[g][0].shape[:2], job.references[g])) for g, rows in rendered.items()}
+        scores = score_unpaired(sets, "no ground truth for novel poses and expressions")
+        rendered = {}
+    else:
+        sets = {g: (torch.stack([p for _, p, _ in rows]), torch.stack([t for _, _, t in rows]))
+                for g, rows in rendered.items()}
+        scores = score_sets(sets, progress=cfg.progress)
+    score_seconds = time.time() - start
     for group, rows in rendered.items():
         order = np.argsort([psnr(p, t) for _, p, t in rows])
         name, pred, truth = rows[int(order[len(order) // 2])]

@@ -1,4 +1,4 @@
-"""PNG plots of a protocol: held-out PSNR against training steps per model, one bar chart per metric."""
+"""PNG plots of a protocol: held-out PSNR against training steps and minutes per model, one bar chart per metric."""
 
 from __future__ import annotations
 
@@ -16,17 +16,19 @@ def _pyplot():
     return plt
 
 
-def plot_curves(results: dict, path: Path) -> Path | None:
-    """Validation PSNR (the training log's val/psnr) against steps, one line per model; None without any point."""
+def plot_curves(results: dict, path: Path, x: str = "steps") -> Path | None:
+    """Validation PSNR (the training log's val/psnr) against training steps or wall-clock minutes (x), one line per
+    model; None without any point."""
     curves = {name: r.curve for name, r in results.items() if r.curve}
     if not curves:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for name, points in curves.items():
-        steps, values = zip(*points, strict=True)
-        ax.plot(steps, values, marker="o", markersize=3, label=name)
-    ax.set_xlabel("training step")
+        steps, minutes, values = zip(*points, strict=True)
+        ax.plot(minutes if x == "minutes" else steps, values, marker="o", markersize=3, label=name,
+                color="#dd8452" if name.startswith("pav") else None)
+    ax.set_xlabel("training minutes (wall clock)" if x == "minutes" else "training step")
     ax.set_ylabel("held-out PSNR (dB, validation views)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -45,7 +47,7 @@ def plot_bars(values: dict[str, dict[str, float | str]], folder: Path, protocol:
             continue  # unavailable somewhere: the markdown says why, no chart pretends otherwise
         fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(bars) + 1.5), 3.6), dpi=100)
         labels = list(bars)
-        colours = ["#dd8452" if k.endswith("pav") else "#4c72b0" for k in labels]  # PAV orange, others blue
+        colours = ["#dd8452" if k.split("\n")[-1].startswith("pav") else "#4c72b0" for k in labels]  # PAV orange
         ax.bar(range(len(bars)), [bars[k] for k in labels], color=colours)
         ax.set_xticks(range(len(bars)), labels, fontsize=7)
         ax.set_ylabel(LABELS[metric])

@@ -1,8 +1,10 @@
 """The paper's two protocols with one training budget for every model, written as results/<data>/<protocol>.md.
 
 a: insta, pav_glo, pav_no_offset and pav, each one model for all appearances.
-b: one insta model per appearance against one pav model for all of them, with the efficiency table; where the
-   collection has the cross-appearance set, also each appearance in the other videos' poses and expressions.
+b: one insta model per appearance against one pav model for all of them, with the efficiency table; each
+   appearance in the other videos' poses and expressions without truth (FID, any collection) and, where the
+   collection has the cross-appearance set, with truth; equal_compute=true adds a pav trained for the steps of all
+   the INSTAs together.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from .runs import (
     BUDGETS,
     Run,
     RunResult,
-    cross_evaluate,
     ensure_collection,
     shared_overrides,
     single_appearance,
+    split_evaluate,
     train_and_evaluate,
 )
 from .tables import protocol_a_markdown, protocol_b_markdown
@@ -42,6 +44,8 @@ class ExperimentsConfig:
     eval_views: int = 0  # held-out views per appearance scored; 0: all
     device: str = "auto"
     overrides: list[str] = field(default_factory=list)  # further training overrides shared by every model
+    equal_compute: bool = False  # protocol b: also one PAV trained for the steps of all the INSTAs together
+    novel: bool = True  # protocol b: also score the no-truth set (other videos' poses and expressions, FID)
 
 
 class ExperimentsError(ValueError):
@@ -90,24 +94,51 @@ def run_protocol(cfg: ExperimentsConfig) -> Path:
                                 [f"data.root={folder.resolve()}", "data.generate=null"])
         insta = {name: train_and_evaluate(r, shared, eval_cfg) for name, r in singles.items()}
         joint = train_and_evaluate(pav, shared, eval_cfg)
-        cross = None
+        models = {"pav": (pav, joint)}
+        if cfg.equal_compute:  # as many steps as the INSTAs took together
+            steps = sum(int(r.train["steps"]) for r in insta.values())
+            equal = Run("pav_equal", "pav", runs_dir / "pav_equal", [*root, f"trainer.max_steps={steps}"])
+            models["pav_equal"] = (equal, train_and_evaluate(equal, shared, eval_cfg))
+        extra = {}
         if collection.cross_pairs:  # the paper's protocol b also scores poses and expressions of other videos
             per_pair = _views_per_pair(cfg.eval_views, collection.cross_pairs)
-            cross = ({name: cross_evaluate(r, collection.root, eval_cfg, per_pair) for name, r in singles.items()},
-                     cross_evaluate(pav, collection.root, eval_cfg, per_pair))
-        markdown = protocol_b_markdown(insta, joint, cfg, cross)
-        groups = {**{r.name: r for r in insta.values()}, "pav": joint}
+            extra["cross"] = ({n: split_evaluate(r, "cross", collection.root, eval_cfg, per_pair)
+                               for n, r in singles.items()},
+                              {m: split_evaluate(r, "cross", collection.root, eval_cfg, per_pair)
+                               for m, (r, _) in models.items()})
+        if cfg.novel:  # and with no truth at all, which any collection of two or more videos has
+            extra["novel"] = ({n: split_evaluate(r, "novel", collection.root, eval_cfg, cfg.eval_views)
+                               for n, r in singles.items()},
+                              {m: split_evaluate(r, "novel", collection.root, eval_cfg, cfg.eval_views)
+                               for m, (r, _) in models.items()})
+        markdown = protocol_b_markdown(insta, {m: res for m, (_, res) in models.items()}, cfg, extra)
+        groups = {**{r.name: r for r in insta.values()}, **{m: res for m, (_, res) in models.items()}}
+        combined = _summed_curve(list(insta.values()))
+        if combined:
+            groups[f"insta x{len(insta)} (minutes summed)"] = RunResult("insta_all", {}, {}, combined, True)
         columns = {"insta (own)": singles,
                    "pav": dict.fromkeys(collection.appearance_names, pav)}
     path = base / f"{cfg.protocol}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    plots = [plot_curves(groups, base / f"{cfg.protocol}_psnr_steps.png")]
-    plots += plot_bars(_bar_values(cfg.protocol, groups), base, cfg.protocol)
+    plots = [plot_curves({k: v for k, v in groups.items() if v.scores}, base / f"{cfg.protocol}_psnr_steps.png"),
+             plot_curves(groups, base / f"{cfg.protocol}_psnr_minutes.png", x="minutes")]
+    plots += plot_bars(_bar_values(cfg.protocol, {k: v for k, v in groups.items() if v.scores}), base, cfg.protocol)
     plots.append(comparison_figure(columns, pav, eval_cfg, base / f"{cfg.protocol}_error_maps.png"))
     lines = [markdown, "", "Plots:", ""] + [f"![{p.stem}]({p.name})" for p in plots if p is not None]
     path.write_text("\n".join(lines) + "\n")
     print(f"[pav] protocol {cfg.protocol} on {cfg.data} ({cfg.budget}) -> {path}")
     return path
+
+
+def _summed_curve(results: list[RunResult]) -> list[tuple[int, float, float]]:
+    """Per-appearance models as one: at each validation step all of them logged, their minutes summed and their
+    PSNRs averaged (what the models cost together against what they reach)."""
+    steps = set.intersection(*(set(p[0] for p in r.curve) for r in results)) if results else set()
+    out = []
+    for step in sorted(steps):
+        points = [next(p for p in r.curve if p[0] == step) for r in results]
+        out.append((step, sum(p[1] for p in points), sum(p[2] for p in points) / len(points)))
+    return out
 
 
 def _views_per_pair(per_appearance: int, pairs: list[tuple[str, str]]) -> int:
@@ -129,7 +160,7 @@ def _bar_values(protocol: str, groups: dict[str, RunResult]) -> dict[str, dict[s
                 out[m][name] = result.scores["overall"][m]
         else:
             for app, row in result.scores["per_appearance"].items():
-                label = f"{app}\n{'pav' if name == 'pav' else 'insta'}"
+                label = f"{app}\n{name if name.startswith('pav') else 'insta'}"
                 for m in METRICS:
                     out[m][label] = row[m]
     return out

@@ -47,9 +47,8 @@ class Run:
     def eval_metrics(self) -> Path:
         return self.directory / "eval" / "test" / "metrics.json"
 
-    @property
-    def cross_metrics(self) -> Path:
-        return self.directory / "eval" / "cross" / "metrics.json"
+    def split_metrics(self, split: str) -> Path:
+        return self.directory / "eval" / split / "metrics.json"
 
     def done(self) -> bool:
         return self.checkpoint.exists() and self.train_metrics.exists() and self.eval_metrics.exists()
@@ -60,7 +59,7 @@ class RunResult:
     name: str
     train: dict  # the training run's metrics.json (steps, train_minutes, parameters, checkpoint_mb, ...)
     scores: dict  # the evaluation's scores (per_appearance, overall, unavailable)
-    curve: list[tuple[int, float]]  # (step, held-out validation PSNR) from the training log
+    curve: list[tuple[int, float, float]]  # (step, training minutes, held-out validation PSNR) from the log
     skipped: bool
 
 
@@ -94,15 +93,24 @@ def single_appearance(collection: Collection, name: str, folder: Path) -> Path:
     return folder
 
 
-def read_curve(directory: Path) -> list[tuple[int, float]]:
-    """(step, val/psnr) rows of every CSV log of the run (a resumed run writes a new version folder)."""
-    points: dict[int, float] = {}
+def read_curve(directory: Path) -> list[tuple[int, float, float]]:
+    """(step, train/minutes, val/psnr) rows of every CSV log of the run (a resumed run writes a new version folder);
+    the minutes are the last logged at or before the validation's step."""
+    psnr: dict[int, float] = {}
+    minutes: dict[int, float] = {}
     for path in sorted((directory / "logs").glob("version_*/metrics.csv")):
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 if row.get("val/psnr"):
-                    points[int(row["step"])] = float(row["val/psnr"])
-    return sorted(points.items())
+                    psnr[int(row["step"])] = float(row["val/psnr"])
+                if row.get("train/minutes"):
+                    minutes[int(row["step"])] = float(row["train/minutes"])
+    logged = sorted(minutes)
+    out = []
+    for step, value in sorted(psnr.items()):
+        before = [s for s in logged if s <= step]
+        out.append((step, minutes[before[-1]] if before else 0.0, value))
+    return out
 
 
 def train_and_evaluate(run: Run, shared: list[str], eval_cfg: dict) -> RunResult:
@@ -120,13 +128,15 @@ def train_and_evaluate(run: Run, shared: list[str], eval_cfg: dict) -> RunResult
     return RunResult(run.name, train, scores, read_curve(run.directory), skipped)
 
 
-def cross_evaluate(run: Run, collection: Path, eval_cfg: dict, views_per_pair: int) -> dict:
-    """The run's scores on the cross-appearance set of `collection` (its appearances in every video's poses)."""
-    stale = not run.cross_metrics.exists() or run.cross_metrics.stat().st_mtime < run.checkpoint.stat().st_mtime
+def split_evaluate(run: Run, split: str, collection: Path, eval_cfg: dict, views: int) -> dict:
+    """The run's scores on `split` (cross: the cross-appearance set with truth; novel: the other videos' poses and
+    expressions without truth) of `collection`, which may hold more appearances than the run was trained on."""
+    metrics = run.split_metrics(split)
+    stale = not metrics.exists() or metrics.stat().st_mtime < run.checkpoint.stat().st_mtime
     if stale:  # missing, or older than a retrained checkpoint
-        evaluate(EvaluateConfig(ckpt=str(run.checkpoint), split="cross", collection=str(collection),
-                                out=str(run.cross_metrics.parent), **{**eval_cfg, "views": views_per_pair}))
-    return json.loads(run.cross_metrics.read_text())["scores"]
+        evaluate(EvaluateConfig(ckpt=str(run.checkpoint), split=split, collection=str(collection),
+                                out=str(metrics.parent), **{**eval_cfg, "views": views}))
+    return json.loads(metrics.read_text())["scores"]
 
 
 def shared_overrides(data: str, budget: str, steps: int, extra: list[str]) -> list[str]:

@@ -54,43 +54,65 @@ def _mean(values: list) -> float | str:
     return text[0] if text else float(np.mean(values))
 
 
-def _versus(own: dict[str, dict], joint: dict[str, dict], names: list[str]) -> list[str]:
-    """Rows per appearance of each appearance's own INSTA against the one PAV, then their means."""
-    cols = [f"{LABELS[m]} {who}" for m in METRICS for who in ("INSTA", "PAV")]
+def _versus(own: dict[str, dict], joint: dict[str, dict[str, dict]], names: list[str],
+            metrics: tuple[str, ...] = METRICS) -> list[str]:
+    """Rows per appearance of each appearance's own INSTA against each one-for-all model (joint: label ->
+    appearance -> scores), then their means."""
+    who = ["INSTA", *joint]
+    cols = [f"{LABELS[m]} {w}" for m in metrics for w in who]
     lines = ["| appearance | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-    rows = {m: {"INSTA": [], "PAV": []} for m in METRICS}
+    rows = {m: {w: [] for w in who} for m in metrics}
     for name in names:
         cells = []
-        for m in METRICS:
-            rows[m]["INSTA"].append(own[name][m])
-            rows[m]["PAV"].append(joint[name][m])
-            cells += [cell(m, own[name][m]), cell(m, joint[name][m])]
+        for m in metrics:
+            for w in who:
+                value = own[name][m] if w == "INSTA" else joint[w][name][m]
+                rows[m][w].append(value)
+                cells.append(cell(m, value))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| **mean** | " + " | ".join(f"**{cell(m, _mean(rows[m][who]))}**" for m in METRICS
-                                              for who in ("INSTA", "PAV")) + " |")
+    lines.append("| **mean** | " + " | ".join(f"**{cell(m, _mean(rows[m][w]))}**" for m in metrics for w in who)
+                 + " |")
     return lines
 
 
-def protocol_b_markdown(insta: dict, pav, cfg, cross: tuple[dict, dict] | None = None) -> str:
-    """insta: appearance -> its own INSTA's RunResult, in the collection's order; `cross`: (appearance -> its
-    INSTA's cross-set scores, PAV's cross-set scores), when the collection has one."""
+MODEL_LABELS = {"pav": "PAV", "pav_equal": "PAV (equal compute)"}
+SPLIT_NOTES = {
+    "cross": ("Each appearance in the held-out poses, expressions and cameras of the other videos (the "
+              "cross-appearance set, scored against the generator's truth):", METRICS),
+    "novel": ("Each appearance in the held-out poses, expressions and cameras of the other videos, with no truth "
+              "(the paper's protocol b set): FID of the renders against the appearance's own held-out images:",
+              ("fid",)),
+}
+
+
+def protocol_b_markdown(insta: dict, models: dict, cfg, extra: dict[str, tuple[dict, dict]] | None = None) -> str:
+    """insta: appearance -> its own INSTA's RunResult, in the collection's order; models: name (pav, pav_equal) ->
+    RunResult of a model of all appearances; extra: split (cross, novel) -> (appearance -> its INSTA's scores on
+    the split, model name -> that model's scores on it)."""
     lines = _header(cfg, "Protocol b: one INSTA per appearance against one PAV for all")
     names = list(insta)
     own = {name: r.scores["per_appearance"][name] for name, r in insta.items()}
-    lines += _versus(own, pav.scores["per_appearance"], names)
-    if cross is not None:
-        insta_cross, pav_cross = cross
-        lines += ["", "Each appearance in the held-out poses, expressions and cameras of the other videos (the "
-                  "cross-appearance set, scored against the generator's truth):", ""]
-        lines += _versus({n: insta_cross[n]["per_appearance"][n] for n in names}, pav_cross["per_appearance"], names)
+    label = {m: MODEL_LABELS.get(m, m) for m in models}
+    if "pav_equal" in models:
+        steps = sum(int(r.train["steps"]) for r in insta.values())
+        lines += [f"PAV (equal compute) trained {models['pav_equal'].train['steps']} steps, the {steps} steps of the "
+                  f"{len(insta)} INSTAs together.", ""]
+    lines += _versus(own, {label[m]: r.scores["per_appearance"] for m, r in models.items()}, names)
+    for split, (insta_scores, model_scores) in (extra or {}).items():
+        note, metrics = SPLIT_NOTES[split]
+        lines += ["", note, ""]
+        lines += _versus({n: insta_scores[n]["per_appearance"][n] for n in names},
+                         {label[m]: s["per_appearance"] for m, s in model_scores.items()}, names, metrics)
     t_insta = [r.train for r in insta.values()]
     lines += ["", "Efficiency (INSTA: all per-appearance models together):", "",
-              "| | models | train minutes | parameters | checkpoint MB |", "|---|---:|---:|---:|---:|",
-              f"| INSTA per appearance | {len(insta)} | {sum(t['train_minutes'] for t in t_insta):.1f} | "
+              "| | models | steps | train minutes | parameters | checkpoint MB |", "|---|---:|---:|---:|---:|---:|",
+              f"| INSTA per appearance | {len(insta)} | {sum(int(t['steps']) for t in t_insta)} | "
+              f"{sum(t['train_minutes'] for t in t_insta):.1f} | "
               f"{sum(t['parameters'] for t in t_insta) / 1e6:.2f} M | "
-              f"{sum(t['checkpoint_mb'] for t in t_insta):.1f} |",
-              f"| PAV | 1 | {pav.train['train_minutes']:.1f} | {pav.train['parameters'] / 1e6:.2f} M | "
-              f"{pav.train['checkpoint_mb']:.1f} |",
-              "", "Means are over appearances (FID: the mean of the per-appearance FIDs).", "",
-              *_reasons([*insta.values(), pav])]
+              f"{sum(t['checkpoint_mb'] for t in t_insta):.1f} |"]
+    for m, r in models.items():
+        lines.append(f"| {label[m]} | 1 | {r.train['steps']} | {r.train['train_minutes']:.1f} | "
+                     f"{r.train['parameters'] / 1e6:.2f} M | {r.train['checkpoint_mb']:.1f} |")
+    lines += ["", "Means are over appearances (FID: the mean of the per-appearance FIDs).", "",
+              *_reasons([*insta.values(), *models.values()])]
     return "\n".join(lines).rstrip()

@@ -96,3 +96,19 @@ def score_sets(groups: dict[str, tuple[Tensor, Tensor]], progress: bool = False)
     if isinstance(fid_overall, str):
         reasons["fid"] = fid_overall.removeprefix("unavailable: ")
     return {"per_appearance": per_group, "overall": overall, "unavailable": reasons}
+
+
+def score_unpaired(groups: dict[str, tuple[Tensor, Tensor]], reason: str) -> dict:
+    """groups: name -> (renders [N, H, W, 3], reference images [M, H, W, 3]) with no truth per render (novel poses
+    and expressions): FID per group and pooled; the per-image metrics are "unavailable: <reason>". The same
+    structure as score_sets."""
+    fid_groups, fid_overall = _set_scores(groups)
+    per_group: dict[str, dict[str, Cell | int]] = {}
+    for name, (pred, _) in groups.items():
+        per_group[name] = {**{m: unavailable(reason) for m in PER_IMAGE}, "fid": fid_groups[name], "views": len(pred)}
+    overall: dict[str, Cell | int] = {**{m: unavailable(reason) for m in PER_IMAGE}, "fid": fid_overall,
+                                      "views": sum(len(p) for p, _ in groups.values())}
+    reasons = dict.fromkeys(PER_IMAGE, reason)
+    if isinstance(fid_overall, str):
+        reasons["fid"] = fid_overall.removeprefix("unavailable: ")
+    return {"per_appearance": per_group, "overall": overall, "unavailable": reasons}

@@ -28,7 +28,7 @@ class RenderConfig:
     grid_frames_per_update: int = 4  # random training frames each refresh canonicalizes the cells through
     chunk_rays: int = 8192  # rays per chunk when rendering whole images
     min_transmittance: float = 1e-3  # samples behind this much accumulated opacity skip the full field pass
-    segment_samples: int = 32  # samples per ray canonicalized at a time, stopping where the ray is opaque; 0: all
+    segment_samples: int = 64  # samples per ray canonicalized at a time, stopping where the ray is opaque; 0: all
 
 
 class AvatarRenderer(nn.Module):
@@ -69,7 +69,7 @@ class AvatarRenderer(nn.Module):
             keep = torch.nonzero(canon.valid)[:, 0]
             if self.cfg.min_transmittance > 0 and len(keep):
                 keep = self._visible(keep, canon, samples, sample_frame, frames, len(origins))
-            canon = _subset(canon, keep)
+            canon = canon.select(keep)
         frame_of = sample_frame[keep]
         sigma, rgb = self.field(canon.points, canon.dirs, canon.uv, frames.appearance[frame_of],
                                 self._expr(frames, frame_of, canon.face_idx))
@@ -104,7 +104,7 @@ class AvatarRenderer(nn.Module):
                 tau[valid] = sigma.double() * samples.deltas[sel[valid]].double()
             before = depth[rays] + depth_before(tau, rays, n_rays)  # [S] optical depth in front of each sample
             visible = torch.nonzero(canon.valid & (before < limit))[:, 0]
-            kept.append((sel[visible], _subset(canon, visible)))
+            kept.append((sel[visible], canon.select(visible)))
             depth.index_add_(0, rays, tau)
         if not kept:  # no sample at all: the canonicalizer's empty answer
             return ray_idx[:0], self.canonicalizer(samples.points[:0], head_dirs[:0], frames.posed_verts, frames.bvh,
@@ -187,8 +187,3 @@ class AvatarRenderer(nn.Module):
         return RenderOutput(torch.cat([o.rgb for o in outs]), torch.cat([o.opacity for o in outs]),
                             torch.cat([o.depth for o in outs]), torch.cat([o.weights for o in outs]))
 
-
-def _subset(canon: CanonicalSamples, idx: Tensor) -> CanonicalSamples:
-    """The samples idx [K] of canon."""
-    return CanonicalSamples(canon.points[idx], None if canon.dirs is None else canon.dirs[idx], canon.face_idx[idx],
-                            canon.bary[idx], canon.uv[idx], canon.valid[idx])

@@ -54,6 +54,26 @@ def test_evaluate_writes_every_file(tiny_avatar, tmp_path, empty_hub, split):
         assert " as " in saved["error_maps"]["short_dark"]["view"]
 
 
+def test_novel_split_compares_renders_with_the_appearances_own_images(tiny_avatar, tmp_path, empty_hub):
+    run_eval(tiny_avatar, tmp_path, "split=novel")
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    test = run_eval(tiny_avatar, tmp_path / "test", "split=test")["scores"]["per_appearance"]
+    for name in NAMES:  # each appearance in the other video's held-out frames: as many as that video has
+        row = saved["scores"]["per_appearance"][name]
+        other = next(n for n in NAMES if n != name)
+        assert row["views"] == test[other]["views"]
+        assert row["psnr"].startswith("unavailable: no ground truth") and row["ssim"].startswith("unavailable")
+        assert isinstance(row["fid"], float) or row["fid"].startswith("unavailable: ")
+    assert saved["error_maps"] == {}  # nothing to take an error against
+    assert "novel poses and expressions without truth" in (tmp_path / "metrics.md").read_text()
+    root = tmp_path / "one"  # a collection of one video has no other poses to take
+    shutil.copytree(tiny_avatar.collection, root)
+    meta = json.loads((root / "collection.json").read_text())
+    (root / "collection.json").write_text(json.dumps({**meta, "appearances": meta["appearances"][:1], "cross": []}))
+    with pytest.raises(EvaluateError, match="holds one appearance"):
+        run_eval(tiny_avatar, tmp_path / "out", "split=novel", f"collection={root}")
+
+
 def test_missing_checkpoint_or_collection_is_named(tiny_avatar, tmp_path):
     with pytest.raises(EvaluateError, match="no such checkpoint"):
         run_eval(type(tiny_avatar)(tmp_path / "none.ckpt", tmp_path), tmp_path)
@@ -80,17 +100,22 @@ def test_experiments_write_both_protocols_and_skip_finished_models(tiny_avatar, 
     def protocol(name):
         return run_protocol(ExperimentsConfig(protocol=name, budget="smoke", out=str(tmp_path),
                                               root=str(tiny_avatar.collection), steps=2, eval_size=16, eval_views=1,
-                                              device="cpu", overrides=TINY))
+                                              device="cpu", overrides=TINY, equal_compute=name == "b"))
 
     b = protocol("b").read_text()
     for name in NAMES:
         assert f"| {name} |" in b
-    assert "| INSTA per appearance | 2 |" in b and "| PAV | 1 |" in b and "| **mean** |" in b
-    # the tiny collection has the cross-appearance set: a second table, each appearance's own INSTA in other poses
-    assert "other videos (the cross-appearance set" in b and b.count("| **mean** |") == 2
+    assert "| INSTA per appearance | 2 | 4 |" in b and "| PAV | 1 | 2 |" in b and "| **mean** |" in b
+    assert "| PAV (equal compute) | 1 | 4 |" in b  # as many steps as the two INSTAs together
+    # the tiny collection has the cross-appearance set: a second table, each appearance's own INSTA in other poses;
+    # a third with no truth, FID only
+    assert "other videos (the cross-appearance set" in b and b.count("| **mean** |") == 3
+    assert "| appearance | FID ↓ INSTA | FID ↓ PAV | FID ↓ PAV (equal compute) |" in b
     runs = tmp_path / "synthetic" / "runs"
     for name in NAMES:
-        assert b.count(f"| {name} |") == 2
+        assert b.count(f"| {name} |") == 3
+        novel = json.loads((runs / f"insta_{name}" / "eval" / "novel" / "metrics.json").read_text())
+        assert list(novel["scores"]["per_appearance"]) == [name]
         cross = json.loads((runs / f"insta_{name}" / "eval" / "cross" / "metrics.json").read_text())
         assert list(cross["scores"]["per_appearance"]) == [name]
         assert " as " in cross["error_maps"][name]["view"]
@@ -105,7 +130,8 @@ def test_experiments_write_both_protocols_and_skip_finished_models(tiny_avatar, 
     for variant in ("insta", "pav_glo", "pav_no_offset", "pav"):
         assert f"| {variant} |" in a
     assert "unavailable" in a and "LPIPS unavailable" in a
-    for png in ("a_psnr_steps.png", "a_psnr.png", "b_psnr_steps.png", "b_psnr.png"):
+    for png in ("a_psnr_steps.png", "a_psnr.png", "b_psnr_steps.png", "b_psnr.png", "b_psnr_minutes.png",
+                "a_psnr_minutes.png"):
         assert (tmp_path / "synthetic" / png).stat().st_size > 0
     assert not (tmp_path / "synthetic" / "a_lpips.png").exists()  # no chart for an unavailable metric
     # Figure 3: per appearance a row of truth + predictions and a row of error maps, 128 px tiles
