@@ -73,13 +73,6 @@ def main(argv: list[str]) -> None:
         r.cfg.segment_samples = 0 if before else segments
         r.canonicalizer.table_bytes = 0 if before else table_bytes
 
-    def canonical_visible(s, hd, sf, n_rays):
-        if r.cfg.segment_samples > 0:
-            return r._visible_segments(s, hd, sf, frames, n_rays)
-        canon = r.canonicalizer(s.points, hd[s.ray_idx], frames.posed_verts, frames.bvh, sf)
-        keep = r._visible(torch.nonzero(canon.valid)[:, 0], canon, s, sf, frames, n_rays)
-        return keep, canon.select(keep)
-
     def grid_refresh(variant: str) -> float:
         """One refresh as training does it (after warm-up when a trained grid was loaded), amortised; the grid is
         put back afterwards so both variants march the same cells."""
@@ -109,7 +102,7 @@ def main(argv: list[str]) -> None:
             s = march(ho, hd, r.grid, r.step, r.cfg.max_samples, True)
             t2 = clock()
             sf = b["frame_idx"][s.ray_idx]
-            keep, canon = canonical_visible(s, hd, sf, len(ho))
+            keep, canon = r.visible_samples(s, hd, sf, frames, len(ho))
             t3 = clock()
             fk = sf[keep]
             sigma, rgb = r.field(canon.points, canon.dirs, canon.uv, frames.appearance[fk],

@@ -14,7 +14,7 @@ from ..deform.frames import FrameSet
 from ..fields.avatar import AvatarField
 from .rays import image_pixels, pixel_rays
 from .sampler import OccupancyGrid, march
-from .volume import RenderOutput, composite, depth_before, transmittance
+from .volume import RenderOutput, composite, depth_before
 
 
 @dataclass
@@ -61,14 +61,12 @@ class AvatarRenderer(nn.Module):
         head_origins, head_dirs = frames.world_to_head(origins, dirs, frame_idx)
         samples = march(head_origins, head_dirs, self.grid, self.step, self.cfg.max_samples, jitter)
         sample_frame = frame_idx[samples.ray_idx]  # [M]
-        if self.cfg.min_transmittance > 0 and self.cfg.segment_samples > 0:
-            keep, canon = self._visible_segments(samples, head_dirs, sample_frame, frames, len(origins))
+        if self.cfg.min_transmittance > 0:
+            keep, canon = self.visible_samples(samples, head_dirs, sample_frame, frames, len(origins))
         else:
             canon = self.canonicalizer(samples.points, head_dirs[samples.ray_idx], frames.posed_verts, frames.bvh,
                                        sample_frame)
             keep = torch.nonzero(canon.valid)[:, 0]
-            if self.cfg.min_transmittance > 0 and len(keep):
-                keep = self._visible(keep, canon, samples, sample_frame, frames, len(origins))
             canon = canon.select(keep)
         frame_of = sample_frame[keep]
         sigma, rgb = self.field(canon.points, canon.dirs, canon.uv, frames.appearance[frame_of],
@@ -77,18 +75,20 @@ class AvatarRenderer(nn.Module):
                          background)
 
     @torch.no_grad()
-    def _visible_segments(self, samples, head_dirs: Tensor, sample_frame: Tensor, frames: FrameSet,
-                          n_rays: int) -> tuple[Tensor, CanonicalSamples]:
-        """The samples [K] that _visible keeps, and their canonical samples, found segment by segment along the
-        rays: cfg.segment_samples occupied samples of every ray at a time, and a ray whose transmittance has
-        fallen below cfg.min_transmittance gets no more, so the hidden samples behind a surface cost neither a
-        nearest-triangle query nor a density evaluation."""
+    def visible_samples(self, samples, head_dirs: Tensor, sample_frame: Tensor, frames: FrameSet,
+                        n_rays: int) -> tuple[Tensor, CanonicalSamples]:
+        """The samples [K] still seen through the ones before them (transmittance above cfg.min_transmittance;
+        a density-only pass, no gradient), and their canonical samples. Samples hidden behind a saturated ray get
+        (almost) no weight, so neither the colour network nor the backward pass needs them. Found segment by
+        segment along the rays: cfg.segment_samples occupied samples of every ray at a time (0: all in one), and a
+        ray that has turned opaque gets no more, so the samples behind a surface cost neither a nearest-triangle
+        query nor a density evaluation."""
         ray_idx = samples.ray_idx  # [M] non-decreasing
         counts = torch.bincount(ray_idx, minlength=n_rays)
         rank = torch.arange(len(ray_idx), device=ray_idx.device) - (torch.cumsum(counts, 0) - counts)[ray_idx]
         depth = torch.zeros(n_rays, dtype=torch.float64, device=ray_idx.device)  # optical depth so far per ray
         limit = -math.log(self.cfg.min_transmittance)  # T > min_transmittance <=> depth < limit
-        seg = self.cfg.segment_samples
+        seg = self.cfg.segment_samples or max(1, int(counts.max()) if len(counts) else 1)
         kept: list[tuple[Tensor, CanonicalSamples]] = []
         for lo in range(0, int(counts.max()) if len(counts) else 0, seg):
             sel = torch.nonzero((rank >= lo) & (rank < lo + seg) & (depth[ray_idx] < limit))[:, 0]  # [S] by ray
@@ -122,19 +122,6 @@ class AvatarRenderer(nn.Module):
         if self.expr_faces is None:
             return expr
         return expr * self.expr_faces[face_idx][:, None].to(expr.dtype)
-
-    @torch.no_grad()
-    def _visible(self, keep: Tensor, canon, samples, sample_frame: Tensor, frames: FrameSet, n_rays: int) -> Tensor:
-        """The kept samples [K] still seen through the ones before them: a density-only pass, no gradient.
-
-        Samples hidden behind a saturated ray get (almost) no weight, so neither the colour network nor the
-        backward pass needs them; on a trained head that is most of the samples inside it.
-        """
-        frame_of = sample_frame[keep]
-        sigma = self.field.density(canon.points[keep], canon.uv[keep], frames.appearance[frame_of],
-                                   self._expr(frames, frame_of, canon.face_idx[keep]))[0]
-        trans = transmittance(sigma.float() * samples.deltas[keep], samples.ray_idx[keep], n_rays)
-        return keep[trans > self.cfg.min_transmittance]
 
     @torch.no_grad()
     def head_density(self, head_points: Tensor, frame: int, frames: FrameSet) -> Tensor:
