@@ -31,11 +31,14 @@ class OptimConfig:
     eps: float = 1e-15
     warmup_steps: int = 0  # learning rates rise linearly from 0 over these first steps
     final_ratio: float = 1.0  # rates decay exponentially to this share of lr by trainer.max_steps (1: constant)
+    # colour-pass samples a step aims at: while rays carry many (a young, transparent field) a step trains on fewer
+    # of its batch's rays, at least a quarter; 0: every ray of every batch
+    target_samples: int = 0
 
     def __post_init__(self) -> None:
-        if self.warmup_steps < 0 or not 0 < self.final_ratio <= 1:
-            raise ValueError(f"optim: need warmup_steps >= 0 and 0 < final_ratio <= 1, got {self.warmup_steps} and "
-                             f"{self.final_ratio}")
+        if self.warmup_steps < 0 or not 0 < self.final_ratio <= 1 or self.target_samples < 0:
+            raise ValueError(f"optim: need warmup_steps >= 0, 0 < final_ratio <= 1 and target_samples >= 0, got "
+                             f"{self.warmup_steps}, {self.final_ratio} and {self.target_samples}")
 
 
 def lr_factor(step: int, max_steps: int, warmup_steps: int, final_ratio: float) -> float:
@@ -44,6 +47,28 @@ def lr_factor(step: int, max_steps: int, warmup_steps: int, final_ratio: float) 
     warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
     progress = min(1.0, step / max_steps) if max_steps > 0 else 0.0
     return warm * final_ratio ** progress
+
+
+MIN_RAY_SHARE = 0.25  # a step never trains on fewer than this share of its batch's rays
+
+
+def rays_for_samples(n_rays: int, target_samples: int, samples_per_ray: float | None) -> int:
+    """How many of a batch's n_rays rays a step trains on so that it marches about target_samples colour-pass
+    samples, given the last step's samples per ray; every ray when target_samples is 0 or nothing is known yet."""
+    if target_samples <= 0 or samples_per_ray is None or samples_per_ray <= 0:
+        return n_rays
+    floor = max(1, int(n_rays * MIN_RAY_SHARE))
+    return int(min(n_rays, max(floor, round(target_samples / samples_per_ray))))
+
+
+def ray_subset(batch: dict[str, torch.Tensor], n_rays: int) -> dict[str, torch.Tensor]:
+    """The batch's rays evenly strided down to n_rays: a batch lists its foreground draws first, so a stride keeps
+    their share."""
+    total = len(batch["origins"])
+    if n_rays >= total:
+        return batch
+    idx = torch.arange(n_rays, device=batch["origins"].device) * total // n_rays  # [n_rays]
+    return {key: value[idx] for key, value in batch.items()}
 
 
 @dataclass
@@ -84,6 +109,7 @@ class AvatarSystem(L.LightningModule):
         self.train_seconds = 0.0  # summed over resumed runs
         self._device_frames: dict[str, FrameSet] = {}
         self._val_results: list = []
+        self._samples_per_ray: float | None = None  # the last training step's, for optim.target_samples
 
     # ------------------------------------------------------------------ frames on the module's device
     def frames(self, which: str) -> FrameSet:
@@ -131,6 +157,8 @@ class AvatarSystem(L.LightningModule):
             gen = torch.Generator(self.device).manual_seed(step)  # every DDP rank refreshes through the same frames
             occupied = self.renderer.update_grid(frames, step, gen)
             self.log("train/grid_occupied", occupied)
+        batch = ray_subset(batch, rays_for_samples(len(batch["origins"]), self.optim_cfg.target_samples,
+                                                   self._samples_per_ray))
         out = self.renderer.render_rays(batch["origins"], batch["dirs"], batch["frame_idx"], frames,
                                         batch["background"], jitter=True)
         terms = total_loss(self.loss_cfg, out.rgb, batch["rgb"], out.depth, batch["mesh_depth"], batch["depth_mask"],
@@ -141,7 +169,9 @@ class AvatarSystem(L.LightningModule):
         self.log("train/loss_depth", terms["depth"])
         self.log("train/loss_alpha", terms["alpha"])
         self.log("train/psnr", -10.0 * torch.log10(terms["rgb"].detach().clamp_min(1e-10)), prog_bar=True)
-        self.log("train/samples_per_ray", len(out.weights) / n_rays)
+        self._samples_per_ray = len(out.weights) / n_rays
+        self.log("train/samples_per_ray", self._samples_per_ray)
+        self.log("train/rays", float(n_rays))
         self.train_seconds = self._seconds_at_start + time.time() - self._wall_start
         self.log("train/minutes", self.train_seconds / 60.0)  # wall clock: PSNR against minutes, steps per second
         return terms["total"]

@@ -1,5 +1,6 @@
 """Training end to end on a tiny collection: loss goes down, runs resume after kill -9, bad data stops early."""
 
+import csv
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from pav.data.datamodule import AvatarDataModule
 from pav.train.checkpoint import load_avatar
 from pav.train.config import typed_config
 from pav.train.run import make_meta, run
-from pav.train.system import AvatarSystem, lr_factor
+from pav.train.system import AvatarSystem, lr_factor, ray_subset, rays_for_samples
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,6 +93,27 @@ def test_learning_rates_warm_up_then_decay_to_the_final_ratio():
         typed_config(config("optim.final_ratio=0"))
 
 
+def test_a_sample_target_trains_on_fewer_rays_while_rays_are_long(tiny_collection):
+    assert rays_for_samples(2048, 0, 80.0) == 2048  # no target: every ray
+    assert rays_for_samples(2048, 49152, None) == 2048  # the first step: nothing measured yet
+    assert rays_for_samples(2048, 49152, 40.0) == 1229  # 49152 / 40 samples per ray
+    assert rays_for_samples(2048, 49152, 110.0) == 512  # never under a quarter of the batch
+    assert rays_for_samples(2048, 49152, 12.0) == 2048  # short rays: the whole batch, never more
+    t = typed_config(config(f"data.root={tiny_collection}", "data.rays_per_batch=400"))
+    batch = AvatarDataModule(t.data, 0)
+    batch.load()
+    batch.setup("fit")
+    full = batch.train_dataloader().dataset.batch(torch.Generator().manual_seed(0))
+    part = ray_subset(full, 100)
+    assert {k: len(v) for k, v in part.items()} == dict.fromkeys(full, 100)
+    fg_share = (full["alpha"] > 0.5).float().mean()
+    assert abs(float((part["alpha"] > 0.5).float().mean() - fg_share)) < 0.1  # the foreground's share is kept
+    same = {k: torch.equal(v[::4], part[k]) for k, v in full.items()}
+    assert all(same.values()), same  # rays of the batch itself, not new draws
+    with pytest.raises(ValueError, match="target_samples"):
+        typed_config(config("optim.target_samples=-1"))
+
+
 def test_mistyped_key_fails_at_start():
     with pytest.raises(Exception, match="lamda_rgb"):
         config("loss.lamda_rgb=3")  # Hydra refuses while composing
@@ -109,7 +131,7 @@ def _train_cmd(root: Path, run_dir: Path, *extra: str) -> list[str]:
 def test_resume_after_kill_continues_at_the_saved_step(tiny_collection, tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    schedule = ("optim.warmup_steps=5", "optim.final_ratio=0.1")
+    schedule = ("optim.warmup_steps=5", "optim.final_ratio=0.1", "optim.target_samples=1")
     proc = subprocess.Popen(_train_cmd(tiny_collection, run_dir, *schedule), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -150,6 +172,9 @@ def test_resume_after_kill_continues_at_the_saved_step(tiny_collection, tmp_path
     assert np.isfinite(metrics["mean"]["psnr"]) and 0 < metrics["mean"]["ssim"] <= 1
     assert metrics["parameters"] > 0 and metrics["checkpoint_mb"] > 0
     assert (run_dir / "config.yaml").exists()
+    rays = [float(row["train/rays"]) for sheet in sorted(run_dir.glob("logs/*/metrics.csv"))
+            for row in csv.DictReader(sheet.open()) if row.get("train/rays")]
+    assert rays and set(rays) == {64.0}  # a one-sample target: a quarter of the smoke batch's 256 rays each step
     pav = final["pav"]
     assert pav["meta"]["appearance_names"] == ["short_dark", "long_auburn"]
     assert pav["meta"]["head_model"] == "procedural:0"
