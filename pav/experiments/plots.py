@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import cycle
 from pathlib import Path
 
 from ..evaluate.results import LABELS
@@ -24,10 +25,9 @@ def plot_curves(results: dict, path: Path, x: str = "steps") -> Path | None:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for name, points in curves.items():
-        steps, minutes, values = zip(*points, strict=True)
-        ax.plot(minutes if x == "minutes" else steps, values, marker="o", markersize=3, label=name,
-                color="#dd8452" if name.startswith("pav") else None)
+    for name, style in curve_styles(list(curves)).items():
+        steps, minutes, values = zip(*curves[name], strict=True)
+        ax.plot(minutes if x == "minutes" else steps, values, marker="o", markersize=3, label=name, **style)
     ax.set_xlabel("training minutes (wall clock)" if x == "minutes" else "training step")
     ax.set_ylabel("held-out PSNR (dB, validation views)")
     ax.grid(alpha=0.3)
@@ -36,6 +36,24 @@ def plot_curves(results: dict, path: Path, x: str = "steps") -> Path | None:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+PAV_COLOURS = ["#dd8452", "#c44e52", "#8c613c", "#da8bc3"]  # warm: the unified models
+OTHER_COLOURS = ["#4c72b0", "#55a868", "#8172b3", "#64b5cd", "#937860", "#8c8c8c", "#ccb974"]  # cool: baselines
+
+
+def curve_styles(names: list[str]) -> dict[str, dict]:
+    """A line style per model, none shared: pav models warm and solid, per-appearance baselines cool and dashed,
+    a summed curve black (a default colour cycle gave pav and one INSTA the same orange)."""
+    styles, warm, cool = {}, cycle(PAV_COLOURS), cycle(OTHER_COLOURS)
+    for i, name in enumerate(names):
+        if name.startswith("pav"):
+            styles[name] = {"color": next(warm), "linewidth": 2.0, "linestyle": "-"}
+        elif "summed" in name:
+            styles[name] = {"color": "black", "linewidth": 2.0, "linestyle": "-."}
+        else:
+            styles[name] = {"color": next(cool), "linewidth": 1.0, "linestyle": ("--", ":")[i % 2]}
+    return styles
 
 
 def plot_bars(values: dict[str, dict[str, float | str]], folder: Path, protocol: str) -> list[Path]:

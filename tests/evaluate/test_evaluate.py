@@ -149,3 +149,16 @@ def test_experiments_write_both_protocols_and_skip_finished_models(tiny_avatar, 
     os.utime(pav_checkpoint)
     protocol("b")
     assert kept.stat().st_mtime_ns == stamps[kept] and renewed.stat().st_mtime_ns > stamps[renewed]
+
+
+def test_psnr_curves_of_protocol_b_never_share_a_style():
+    from pav.experiments.plots import curve_styles
+
+    names = ["insta_short_dark", "insta_long_auburn", "insta_bob_black", "insta_beard_brown", "insta_bun_grey",
+             "pav", "pav_equal", "insta x5 (minutes summed)"]
+    styles = curve_styles(names)
+    looks = {(s["color"], s["linestyle"]) for s in styles.values()}
+    assert len(looks) == len(names)
+    assert len({styles["pav"]["color"], styles["pav_equal"]["color"]}) == 2
+    pav_colours = {styles[n]["color"] for n in names if n.startswith("pav")}
+    assert not pav_colours & {styles[n]["color"] for n in names if not n.startswith("pav")}
