@@ -73,6 +73,8 @@ class Panel:
         self.reset.on_click(lambda _: self._reset_pose())
         self.play.on_click(lambda _: self._toggle_play())
         client.camera.on_update(self._camera_moved)
+        # viser connects a tab on its first camera message, before this callback exists: take that camera too
+        self._camera_moved(client.camera)
 
     def _touched(self) -> None:
         self.input_at = time.monotonic()

@@ -55,6 +55,28 @@ def test_the_canvas_shows_the_avatar_and_the_appearance_control_changes_it(viewe
     tab.page.close()
 
 
+def test_a_tab_whose_controls_are_built_late_is_still_served(contrasting_avatar, browser, monkeypatch):
+    """viser reports a tab's first camera before the tab's controls exist; a browser that then keeps still sends no
+    other, and the tab must not wait for one forever."""
+    import pav.viewer.server as server
+
+    class SlowPanel(server.Panel):
+        def __init__(self, *args, **kwargs):
+            time.sleep(2.0)  # a busy machine: every camera message of the page load arrives meanwhile
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(server, "Panel", SlowPanel)
+    loaded = load_viewer_avatar(str(contrasting_avatar.ckpt), "cpu", collection=str(contrasting_avatar.collection))
+    slow = Viewer(loaded, ViewerConfig(ckpt=str(contrasting_avatar.ckpt), port=0, size=48, preview=24, settle=0.1))
+    try:
+        tab = browser.open(slow.url)
+        assert slow.wait_idle(60), slow.pending()
+        assert slow.history[-1].refined
+        tab.page.close()
+    finally:
+        slow.stop()
+
+
 def test_two_tabs_are_served_each_with_its_own_appearance(viewer, browser):
     tabs = [browser.open(viewer.url), browser.open(viewer.url)]
     assert viewer.wait_idle(60), viewer.pending()
