@@ -14,6 +14,9 @@ class RenderOutput:
     opacity: Tensor  # [R]
     depth: Tensor  # [R] expected ray distance, sum of w * t (0 where nothing was hit)
     weights: Tensor  # [M]
+    sample_t: Tensor | None = None  # [M] each weight's distance along its ray (training renders only)
+    sample_deltas: Tensor | None = None  # [M] its step length
+    sample_ray: Tensor | None = None  # [M] its ray, non-decreasing
 
 
 def depth_before(tau: Tensor, ray_idx: Tensor, n_rays: int) -> Tensor:
@@ -50,4 +53,4 @@ def composite(sigma: Tensor, rgb: Tensor, t: Tensor, deltas: Tensor, ray_idx: Te
     depth = torch.zeros(n_rays, dtype=sigma.dtype, device=sigma.device).index_add(0, ray_idx, weights * t)
     if background is not None:
         out_rgb = out_rgb + (1.0 - opacity[:, None]) * background
-    return RenderOutput(out_rgb, opacity, depth, weights)
+    return RenderOutput(out_rgb, opacity, depth, weights, t, deltas, ray_idx)

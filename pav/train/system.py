@@ -20,7 +20,7 @@ from ..deform.frames import FrameSet
 from ..evaluate.scoring import score_views
 from ..fields.avatar import AvatarField, ModelConfig
 from ..render.renderer import AvatarRenderer, RenderConfig
-from .losses import LossConfig, total_loss
+from .losses import LossConfig, loss_distortion, total_loss
 
 
 @dataclass
@@ -31,22 +31,25 @@ class OptimConfig:
     eps: float = 1e-15
     warmup_steps: int = 0  # learning rates rise linearly from 0 over these first steps
     final_ratio: float = 1.0  # rates decay exponentially to this share of lr by trainer.max_steps (1: constant)
+    decay_start: float = 0.0  # the share of trainer.max_steps after which the decay begins (0: from the first step)
     # colour-pass samples a step aims at: while rays carry many (a young, transparent field) a step trains on fewer
     # of its batch's rays, at least a quarter; 0: every ray of every batch
     target_samples: int = 0
 
     def __post_init__(self) -> None:
-        if self.warmup_steps < 0 or not 0 < self.final_ratio <= 1 or self.target_samples < 0:
-            raise ValueError(f"optim: need warmup_steps >= 0, 0 < final_ratio <= 1 and target_samples >= 0, got "
-                             f"{self.warmup_steps}, {self.final_ratio} and {self.target_samples}")
+        if self.warmup_steps < 0 or not 0 < self.final_ratio <= 1 or self.target_samples < 0 \
+                or not 0 <= self.decay_start < 1:
+            raise ValueError(f"optim: need warmup_steps >= 0, 0 < final_ratio <= 1, target_samples >= 0 and "
+                             f"0 <= decay_start < 1, got {self.warmup_steps}, {self.final_ratio}, "
+                             f"{self.target_samples} and {self.decay_start}")
 
 
-def lr_factor(step: int, max_steps: int, warmup_steps: int, final_ratio: float) -> float:
-    """The share of each group's learning rate at `step`: linear warm-up, then exponential decay to final_ratio at
-    max_steps (held there after)."""
+def lr_factor(step: int, max_steps: int, warmup_steps: int, final_ratio: float, decay_start: float = 0.0) -> float:
+    """The share of each group's learning rate at `step`: linear warm-up, constant until decay_start * max_steps,
+    then exponential decay to final_ratio at max_steps (held there after)."""
     warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-    progress = min(1.0, step / max_steps) if max_steps > 0 else 0.0
-    return warm * final_ratio ** progress
+    progress = (step / max_steps - decay_start) / (1.0 - decay_start) if max_steps > 0 else 0.0
+    return warm * final_ratio ** min(1.0, max(0.0, progress))
 
 
 MIN_RAY_SHARE = 0.25  # a step never trains on fewer than this share of its batch's rays
@@ -161,13 +164,19 @@ class AvatarSystem(L.LightningModule):
                                                    self._samples_per_ray))
         out = self.renderer.render_rays(batch["origins"], batch["dirs"], batch["frame_idx"], frames,
                                         batch["background"], jitter=True)
-        terms = total_loss(self.loss_cfg, out.rgb, batch["rgb"], out.depth, batch["mesh_depth"], batch["depth_mask"],
-                           out.opacity, batch["alpha"])
         n_rays = len(batch["origins"])
+        distortion = None
+        if self.loss_cfg.lambda_distortion > 0:
+            span = self.renderer.step * self.renderer.cfg.max_samples  # the head box's diagonal
+            distortion = loss_distortion(out.weights, out.sample_t, out.sample_deltas, out.sample_ray, n_rays, span)
+        terms = total_loss(self.loss_cfg, out.rgb, batch["rgb"], out.depth, batch["mesh_depth"], batch["depth_mask"],
+                           out.opacity, batch["alpha"], distortion)
         self.log("train/loss", terms["total"], prog_bar=True)
         self.log("train/loss_rgb", terms["rgb"])
         self.log("train/loss_depth", terms["depth"])
         self.log("train/loss_alpha", terms["alpha"])
+        if "distortion" in terms:
+            self.log("train/loss_distortion", terms["distortion"])
         self.log("train/psnr", -10.0 * torch.log10(terms["rgb"].detach().clamp_min(1e-10)), prog_bar=True)
         self._samples_per_ray = len(out.weights) / n_rays
         self.log("train/samples_per_ray", self._samples_per_ray)
@@ -188,7 +197,7 @@ class AvatarSystem(L.LightningModule):
         max_steps = int(self.trainer.max_steps) if self._trainer is not None else -1
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, partial(lr_factor, max_steps=max_steps, warmup_steps=cfg.warmup_steps,
-                               final_ratio=cfg.final_ratio))
+                               final_ratio=cfg.final_ratio, decay_start=cfg.decay_start))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ------------------------------------------------------------------ validation

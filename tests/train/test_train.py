@@ -93,6 +93,14 @@ def test_learning_rates_warm_up_then_decay_to_the_final_ratio():
         typed_config(config("optim.final_ratio=0"))
 
 
+def test_a_late_decay_holds_the_rate_until_it_starts():
+    rates = [lr_factor(step, 100, 0, 0.1, decay_start=0.7) for step in range(101)]
+    assert all(rate == 1.0 for rate in rates[:71])  # constant through the first 70 % of the steps
+    assert rates[85] == pytest.approx(0.1 ** 0.5) and rates[100] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="decay_start"):
+        typed_config(config("optim.decay_start=1.0"))
+
+
 def test_a_sample_target_trains_on_fewer_rays_while_rays_are_long(tiny_collection):
     assert rays_for_samples(2048, 0, 80.0) == 2048  # no target: every ray
     assert rays_for_samples(2048, 49152, None) == 2048  # the first step: nothing measured yet
