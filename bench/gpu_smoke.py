@@ -83,7 +83,9 @@ class Smoke:
         """Runs cmd, logs its output under the stage's name, forwards its FIG lines; rc 124 on a timeout."""
         timeout = max(min(timeout, self.cfg.deadline - (time.monotonic() - self.started)), 1.0)
         self.say(f"--- {name} (at most {timeout:.0f} s): {' '.join(cmd)}")
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # this checkout's pav first, whatever is installed: bench scripts import it as a package
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(env or {})}
         # its own process group: a timeout stops what it started too (DDP ranks, data workers)
         proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "tracking")]  # this checkout's pav, not an installed one
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "track")]  # this checkout's pav, not an installed one
 
 import torch  # noqa: E402
 from stripped import strip_truth  # noqa: E402

