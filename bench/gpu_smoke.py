@@ -42,6 +42,7 @@ class SmokeConfig:
     steps: int = 500  # trainer=gpu steps (at most train_seconds of training)
     train_seconds: int = 150
     real_seconds: int = 200  # trainer=gpu on the real clip, at most (the paper's 15k steps run ~6 min on an H200)
+    only: str = ""  # comma-separated stage names to run (e.g. build,real_clip to re-check one fix); "": all
     stage: str = ""  # internal: run one in-process stage (viewer)
     ckpt: str = ""  # internal: the checkpoint of the in-process stage
 
@@ -113,7 +114,10 @@ class Smoke:
 
     def stage(self, name: str, fn, needs_ckpt: bool = False) -> None:
         elapsed = time.monotonic() - self.started
-        if elapsed > self.cfg.budget:
+        only = [n.strip() for n in self.cfg.only.split(",") if n.strip()]
+        if only and name not in only:
+            self.results.append(Result(name, "SKIP", 0.0, f"not in only={self.cfg.only}"))
+        elif elapsed > self.cfg.budget:
             self.results.append(Result(name, "SKIP", 0.0, f"out of time ({elapsed:.0f} s of {self.cfg.budget:.0f})"))
         elif needs_ckpt and not self.ckpt.exists():
             self.results.append(Result(name, "SKIP", 0.0, "no checkpoint: trainer=gpu did not finish"))
@@ -378,11 +382,19 @@ def viewer_stage(cfg: SmokeConfig) -> None:
             print(f"FIG viewer_{label}_{height}_s: {np.median(times):.4f}")
 
 
+STAGES = ("environment", "build", "parity", "train_gpu", "ops", "render", "evaluate", "viewer", "train_step", "ddp",
+          "tracking", "real_clip")
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_overrides(SmokeConfig, sys.argv[1:] if argv is None else argv, prog="python bench/gpu_smoke.py")
     if cfg.stage == "viewer":
         viewer_stage(cfg)
         return 0
+    unknown = {n.strip() for n in cfg.only.split(",") if n.strip()} - set(STAGES)
+    if unknown:
+        print(f"only={cfg.only}: no stage named {', '.join(sorted(unknown))} (stages: {', '.join(STAGES)})")
+        return 2
     smoke = Smoke(cfg)
     smoke.say(f"pav GPU smoke run: device={cfg.device}, bundle {smoke.bundle}, out {smoke.out}")
     if not smoke.collection.is_dir():

@@ -14,7 +14,7 @@ from ..deform.frames import FrameSet
 from ..fields.avatar import AvatarField
 from .rays import image_pixels, pixel_rays
 from .sampler import OccupancyGrid, march
-from .volume import RenderOutput, composite, depth_before
+from .volume import RenderOutput, composite, depth_before, optical_depth
 
 
 @dataclass
@@ -101,7 +101,7 @@ class AvatarRenderer(nn.Module):
             if len(valid):
                 sigma = self.field.density(canon.points[valid], canon.uv[valid], frames.appearance[frame_of[valid]],
                                            self._expr(frames, frame_of[valid], canon.face_idx[valid]))[0]
-                tau[valid] = sigma.double() * samples.deltas[sel[valid]].double()
+                tau[valid] = optical_depth(sigma.double(), samples.deltas[sel[valid]])
             before = depth[rays] + depth_before(tau, rays, n_rays)  # [S] optical depth in front of each sample
             visible = torch.nonzero(canon.valid & (before < limit))[:, 0]
             kept.append((sel[visible], canon.select(visible)))

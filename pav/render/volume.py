@@ -19,6 +19,17 @@ class RenderOutput:
     sample_ray: Tensor | None = None  # [M] its ray, non-decreasing
 
 
+# A sample this optically deep is opaque to float precision (exp(-30) ~ 1e-13). Capping each sample there keeps the
+# running sum over every ray of a batch small: one sample of density 1e20 would otherwise make that float64 sum lose
+# the optical depth of every later ray (wrong occlusion, opacity above 1).
+TAU_MAX = 30.0
+
+
+def optical_depth(sigma: Tensor, deltas: Tensor) -> Tensor:
+    """tau = sigma * delta per sample, capped at TAU_MAX: sigma [M], deltas [M] -> [M] (sigma's float dtype)."""
+    return (sigma * deltas.to(sigma.dtype)).clamp(max=TAU_MAX)
+
+
 def depth_before(tau: Tensor, ray_idx: Tensor, n_rays: int) -> Tensor:
     """sum_{j<i} tau_j within each ray, in float64: tau [M] optical depths, ray_idx [M] non-decreasing -> [M]."""
     if len(tau) == 0:
@@ -45,7 +56,7 @@ def composite(sigma: Tensor, rgb: Tensor, t: Tensor, deltas: Tensor, ray_idx: Te
     index_add needs one dtype (sums of thousands of samples in half precision would lose the colour anyway).
     """
     sigma, rgb = sigma.float(), rgb.float()
-    tau = sigma * deltas.float()  # [M]
+    tau = optical_depth(sigma, deltas)  # [M]
     trans = transmittance(tau, ray_idx, n_rays)
     weights = trans * (1.0 - torch.exp(-tau))  # [M]
     out_rgb = torch.zeros(n_rays, 3, dtype=rgb.dtype, device=rgb.device).index_add(0, ray_idx, weights[:, None] * rgb)

@@ -33,6 +33,21 @@ def test_rays_do_not_mix():
     torch.testing.assert_close(out.depth[0], torch.tensor(1.0), atol=1e-4, rtol=0)
 
 
+def test_one_enormous_density_leaves_the_other_rays_alone():
+    # a saturated field reached densities of 1e20 after ~2900 GPU steps: every later ray of the batch lost its
+    # transmittance (opacity above 1, white specks, samples culled as hidden)
+    sigma = torch.tensor([1e20, 50.0, 50.0, 50.0], requires_grad=True)
+    rgb = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1, 1]])
+    t, deltas = torch.tensor([0.1, 0.10, 0.11, 0.12]), torch.full((4,), 0.01)
+    both = composite(sigma, rgb, t, deltas, torch.tensor([0, 1, 1, 1]), 2)
+    alone = composite(sigma[1:].detach(), rgb[1:], t[1:], deltas[1:], torch.zeros(3, dtype=torch.long), 1)
+    torch.testing.assert_close(both.weights[1:], alone.weights)
+    torch.testing.assert_close(both.rgb[1], alone.rgb[0])
+    assert abs(float(both.opacity[0]) - 1.0) < 1e-6
+    both.rgb.sum().backward()
+    assert torch.isfinite(sigma.grad).all()
+
+
 def test_march_keeps_steps_inside_occupied_cells():
     grid = OccupancyGrid(torch.tensor([-1.0, -1, -1]), torch.tensor([1.0, 1, 1]), resolution=4)
     grid.occupied.zero_()
