@@ -20,6 +20,8 @@ shared edge, and CPU and GPU then compute bitwise the same distances and pick th
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -212,6 +214,29 @@ def compile_flags(toolchain: CudaToolchain | None) -> tuple[list[str], list[str]
     return cflags, cuda_flags
 
 
+@contextlib.contextmanager
+def _build_lock(build_dir: Path):
+    """Holds an OS lock on build_dir while torch builds there, so torch's own lock file found under it is stale.
+
+    torch's lock file outlives a build that was killed, and the next build would wait on it forever; the OS drops
+    this lock with its process, so whoever holds it may remove that file.
+    """
+    with open(build_dir / "pav_build.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"pav: waiting for another process building pav._C in {build_dir}", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        stale = build_dir / "lock"  # torch.utils.cpp_extension's FileBaton
+        if stale.exists():
+            print(f"pav: removing {stale}, left by a build that was stopped", file=sys.stderr)
+            stale.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _jit_load(toolchain: CudaToolchain | None, verbose: bool):
     """One build of the extension: with the CUDA sources when a toolchain is given."""
     from torch.utils.cpp_extension import load as jit_load
@@ -223,10 +248,11 @@ def _jit_load(toolchain: CudaToolchain | None, verbose: bool):
     if not any(build_dir.glob(f"{name}*.so")):
         what = f"with CUDA {toolchain.version} for {', '.join(toolchain.archs)}" if toolchain else "CPU only"
         print(f"pav: compiling pav._C ({what}) into {build_dir} (first use, a minute or more)", file=sys.stderr)
-    return jit_load(name=name, sources=[str(s) for s in sources(toolchain is not None)],
-                    extra_include_paths=[str(SOURCE_DIR / "include")], extra_cflags=cflags,
-                    extra_cuda_cflags=cuda_flags, extra_ldflags=["-fopenmp"], build_directory=str(build_dir),
-                    with_cuda=toolchain is not None, verbose=verbose)
+    with _build_lock(build_dir):
+        return jit_load(name=name, sources=[str(s) for s in sources(toolchain is not None)],
+                        extra_include_paths=[str(SOURCE_DIR / "include")], extra_cflags=cflags,
+                        extra_cuda_cflags=cuda_flags, extra_ldflags=["-fopenmp"], build_directory=str(build_dir),
+                        with_cuda=toolchain is not None, verbose=verbose)
 
 
 def _source_key(toolchain: CudaToolchain) -> str:

@@ -202,3 +202,17 @@ def test_failed_cpu_build_names_the_compiler_error_in_its_first_line(fresh_loade
     assert "expected ';'" in str(caught.value).splitlines()[0]
     with pytest.warns(RuntimeWarning, match="expected ';'"):
         assert _ext.get_ext("auto", "test") is None
+
+
+def test_a_killed_build_does_not_leave_the_next_one_waiting(tmp_path):
+    # a build stopped mid-way (Ctrl-C twice, a killed job) leaves torch's lock file; torch alone waits on it forever
+    code = ("import os, signal; from torch.utils.file_baton import FileBaton; "
+            f"assert FileBaton({str(tmp_path / 'lock')!r}).try_acquire(); os.kill(os.getpid(), signal.SIGKILL)")
+    subprocess.run([sys.executable, "-c", code], check=False)
+    assert (tmp_path / "lock").exists()
+    from torch.utils.file_baton import FileBaton
+
+    with _ext._build_lock(tmp_path):
+        baton = FileBaton(str(tmp_path / "lock"))
+        assert baton.try_acquire(), "the stale lock file is still there"
+        baton.release()
