@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from pav.render import OccupancyGrid, composite, march, pixel_rays, ray_box, scale_intrinsics
@@ -33,10 +34,11 @@ def test_rays_do_not_mix():
     torch.testing.assert_close(out.depth[0], torch.tensor(1.0), atol=1e-4, rtol=0)
 
 
-def test_one_enormous_density_leaves_the_other_rays_alone():
+@pytest.mark.parametrize("huge", [1e20, math.inf])
+def test_one_enormous_density_leaves_the_other_rays_alone(huge):
     # a saturated field reached densities of 1e20 after ~2900 GPU steps: every later ray of the batch lost its
-    # transmittance (opacity above 1, white specks, samples culled as hidden)
-    sigma = torch.tensor([1e20, 50.0, 50.0, 50.0], requires_grad=True)
+    # transmittance (opacity above 1, white specks, samples culled as hidden); a float32 exp overflows to inf
+    sigma = torch.tensor([huge, 50.0, 50.0, 50.0], requires_grad=True)
     rgb = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1, 1]])
     t, deltas = torch.tensor([0.1, 0.10, 0.11, 0.12]), torch.full((4,), 0.01)
     both = composite(sigma, rgb, t, deltas, torch.tensor([0, 1, 1, 1]), 2)
