@@ -70,6 +70,7 @@ class Smoke:
         self.figs: dict[str, str] = {}
         self.gpu = cfg.device == "cuda"
         self.ckpt = self.work / "runs" / "gpu" / "checkpoints" / "last.ckpt"
+        self.only = only_stages(cfg.only)
 
     # ------------------------------------------------------------------ running and reporting
     def say(self, line: str) -> None:
@@ -114,8 +115,7 @@ class Smoke:
 
     def stage(self, name: str, fn, needs_ckpt: bool = False) -> None:
         elapsed = time.monotonic() - self.started
-        only = [n.strip() for n in self.cfg.only.split(",") if n.strip()]
-        if only and name not in only:
+        if self.only and name not in self.only:
             self.results.append(Result(name, "SKIP", 0.0, f"not in only={self.cfg.only}"))
         elif elapsed > self.cfg.budget:
             self.results.append(Result(name, "SKIP", 0.0, f"out of time ({elapsed:.0f} s of {self.cfg.budget:.0f})"))
@@ -382,8 +382,20 @@ def viewer_stage(cfg: SmokeConfig) -> None:
             print(f"FIG viewer_{label}_{height}_s: {np.median(times):.4f}")
 
 
-STAGES = ("environment", "build", "parity", "train_gpu", "ops", "render", "evaluate", "viewer", "train_step", "ddp",
-          "tracking", "real_clip")
+# name, Smoke method, needs the trainer=gpu checkpoint; run in this order
+STAGES = (("environment", False), ("build", False), ("parity", False), ("train_gpu", False), ("ops", False),
+          ("render", True), ("evaluate", True), ("viewer", True), ("train_step", True), ("ddp", False),
+          ("tracking", False), ("real_clip", False))
+
+
+def only_stages(spec: str) -> set[str]:
+    """only=a,b -> {a, b}; empty: every stage. An unknown name is refused with the list."""
+    names = {n.strip() for n in spec.split(",") if n.strip()}
+    unknown = names - {name for name, _ in STAGES}
+    if unknown:
+        raise ValueError(f"only={spec}: no stage named {', '.join(sorted(unknown))} "
+                         f"(stages: {', '.join(name for name, _ in STAGES)})")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,27 +403,18 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.stage == "viewer":
         viewer_stage(cfg)
         return 0
-    unknown = {n.strip() for n in cfg.only.split(",") if n.strip()} - set(STAGES)
-    if unknown:
-        print(f"only={cfg.only}: no stage named {', '.join(sorted(unknown))} (stages: {', '.join(STAGES)})")
+    try:
+        only_stages(cfg.only)
+    except ValueError as exc:
+        print(exc)
         return 2
     smoke = Smoke(cfg)
     smoke.say(f"pav GPU smoke run: device={cfg.device}, bundle {smoke.bundle}, out {smoke.out}")
     if not smoke.collection.is_dir():
         smoke.say(f"no collection at {smoke.collection}: run bench/gpu_prepare.sh first")
         return 2
-    smoke.stage("environment", smoke.environment)
-    smoke.stage("build", smoke.build)
-    smoke.stage("parity", smoke.parity)
-    smoke.stage("train_gpu", smoke.train_gpu)
-    smoke.stage("ops", smoke.ops)
-    smoke.stage("render", smoke.render, needs_ckpt=True)
-    smoke.stage("evaluate", smoke.evaluate, needs_ckpt=True)
-    smoke.stage("viewer", smoke.viewer, needs_ckpt=True)
-    smoke.stage("train_step", smoke.train_step, needs_ckpt=True)
-    smoke.stage("ddp", smoke.ddp)
-    smoke.stage("tracking", smoke.tracking)
-    smoke.stage("real_clip", smoke.real_clip)
+    for name, needs_ckpt in STAGES:
+        smoke.stage(name, getattr(smoke, name), needs_ckpt=needs_ckpt)
     return smoke.summary()
 
 

@@ -221,7 +221,7 @@ def _build_lock(build_dir: Path):
     torch's lock file outlives a build that was killed, and the next build would wait on it forever; the OS drops
     this lock with its process, so whoever holds it may remove that file.
     """
-    with open(build_dir / "pav_build.lock", "w") as handle:
+    with open(build_dir / "pav_build.lock", "w") as handle:  # closing it releases the lock
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -231,10 +231,7 @@ def _build_lock(build_dir: Path):
         if stale.exists():
             print(f"pav: removing {stale}, left by a build that was stopped", file=sys.stderr)
             stale.unlink(missing_ok=True)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
 def _jit_load(toolchain: CudaToolchain | None, verbose: bool):
