@@ -106,7 +106,7 @@ def main(argv: list[str]) -> None:
             t3 = clock()
             fk = sf[keep]
             sigma, rgb = r.field(canon.points, canon.dirs, canon.uv, frames.appearance[fk],
-                                 r._expr(frames, fk, canon.face_idx))
+                                 r._expr(frames, fk, canon.face_idx), frames.pose[fk])
             t4 = clock()
             out = composite(sigma, rgb, s.t[keep], s.deltas[keep], s.ray_idx[keep], len(ho), b["background"])
             loss = total_loss(t.loss, out.rgb, b["rgb"], out.depth, b["mesh_depth"], b["depth_mask"], out.opacity,

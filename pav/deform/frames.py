@@ -39,6 +39,7 @@ class FrameSet:
     posed_verts: Tensor  # [B, V, 3] head space
     head_to_world: Tensor  # [B, 4, 4]
     expr: Tensor  # [B, n_expr]
+    pose: Tensor  # [B, 6] global and neck rotations (axis-angle): what hair and shoulders follow beyond the mesh
     appearance: Tensor  # [B] int64 index into the model's appearances
     bvh: MeshBVH
 
@@ -58,7 +59,8 @@ class FrameSet:
             verts.append(v)
             transforms.append(t)
         posed_verts = torch.cat(verts).contiguous()
-        frames = cls(posed_verts, torch.cat(transforms), expr.float(), appearance.long(),
+        pose = rotations[:, :2].reshape(len(rotations), 6).float()
+        frames = cls(posed_verts, torch.cat(transforms), expr.float(), pose, appearance.long(),
                      MeshBVH(posed_verts, flame.faces))
         return frames if device is None else frames.to(device)
 
@@ -70,8 +72,8 @@ class FrameSet:
         verts = self.posed_verts.to(device)
         if verts is self.posed_verts:
             return self
-        return FrameSet(verts, self.head_to_world.to(device), self.expr.to(device), self.appearance.to(device),
-                        self.bvh.to(verts.device))
+        return FrameSet(verts, self.head_to_world.to(device), self.expr.to(device), self.pose.to(device),
+                        self.appearance.to(device), self.bvh.to(verts.device))
 
     def world_to_head(self, origins: Tensor, dirs: Tensor, frame_idx: Tensor) -> tuple[Tensor, Tensor]:
         """Rays origins, dirs [R, 3] of frames frame_idx [R] -> head space."""

@@ -2,6 +2,9 @@
 
 Variants (ModelConfig.appearance / .offset):
   pav           texture + offset   density s' = s + MLP-O(z, e), colour MLP-C(z, SH(d), s')
+
+e is the conditioning: the leading expression coefficients and, with pose_cond, the head's global and neck rotation
+(hair and shoulders beyond the mesh follow the head's pose, not rigidly the nearest triangle).
   pav_glo       one code per appearance (512 wide, the paper's GLO ablation) instead of the texture
   pav_no_offset texture, no MLP-O
   insta         no appearance input, no MLP-O: colour MLP-C(SH(d), s)
@@ -20,6 +23,8 @@ from .mlp import MLP, mlp_with_codes, sh_encode, trunc_exp
 
 APPEARANCE_KINDS = ("texture", "glo", "none")
 EXPR_REGIONS = ("all", "mouth")
+POSE_DIMS = 6  # global and neck rotation, axis-angle
+POSE_SCALE = 5.0  # radians of head motion (~0.1-0.3) to the expression coefficients' range (~1)
 
 
 @dataclass
@@ -32,6 +37,7 @@ class ModelConfig:
     n_expr_cond: int = 16  # leading expression coefficients fed to MLP-D and MLP-O
     expr_region: str = "all"  # all | mouth: only samples whose nearest triangle is near the mouth see the
     # expression, the others zeros (INSTA's conditioning; pav/head/regions.py: mouth_faces)
+    pose_cond: bool = True  # MLP-D and MLP-O also see the global and neck rotation (FrameSet.pose, 6 values)
     density_dims: int = 16  # s, the density feature; density = trunc_exp(s[0])
     hidden: int = 64
     n_levels: int = 16
@@ -53,7 +59,10 @@ class ModelConfig:
 class AvatarField(nn.Module):
     """Density and colour of canonical samples; never sees rays, only points, directions and conditioning."""
 
-    def __init__(self, cfg: ModelConfig, n_appearances: int, box_min: Tensor, box_max: Tensor) -> None:
+    def __init__(self, cfg: ModelConfig, n_appearances: int, box_min: Tensor, box_max: Tensor,
+                 pose_range: Tensor | None = None) -> None:
+        """pose_range [2, 6]: the training frames' least and most pose; a render's pose is clamped to it, since the
+        MLPs know nothing of poses past it (a turntable's 60 degrees of yaw). None: unclamped."""
         super().__init__()
         if cfg.appearance not in APPEARANCE_KINDS:
             raise ValueError(f"model.appearance must be one of {APPEARANCE_KINDS}, got {cfg.appearance!r}")
@@ -64,9 +73,14 @@ class AvatarField(nn.Module):
         self.cfg = cfg
         self.register_buffer("box_min", box_min.float().clone())  # [3]
         self.register_buffer("box_max", box_max.float().clone())  # [3]
+        if pose_range is not None and tuple(pose_range.shape) != (2, POSE_DIMS):
+            raise ValueError(f"AvatarField: pose_range must be [2, {POSE_DIMS}], got {tuple(pose_range.shape)}")
+        # kept in the checkpoint's meta, not its weights
+        self.register_buffer("pose_range", None if pose_range is None else pose_range.float().clone(), persistent=False)
         self.encoding = HashGrid(cfg.n_levels, cfg.n_features, cfg.log2_hashmap_size, cfg.base_resolution,
                                  cfg.finest_resolution, backend=cfg.hashgrid_backend)
-        self.mlp_density = MLP(self.encoding.n_output_dims + cfg.n_expr_cond, cfg.density_dims, cfg.hidden, 1)
+        n_cond = cfg.n_expr_cond + (POSE_DIMS if cfg.pose_cond else 0)
+        self.mlp_density = MLP(self.encoding.n_output_dims + n_cond, cfg.density_dims, cfg.hidden, 1)
         self.latent: nn.Module | None = None
         z_dims = 0
         if cfg.appearance == "texture":
@@ -75,7 +89,7 @@ class AvatarField(nn.Module):
         elif cfg.appearance == "glo":
             self.latent = AppearanceCodes(n_appearances, cfg.latent_channels)
             z_dims = cfg.latent_channels
-        self.mlp_offset = MLP(z_dims + cfg.n_expr_cond, cfg.density_dims, cfg.hidden, 1) if cfg.offset else None
+        self.mlp_offset = MLP(z_dims + n_cond, cfg.density_dims, cfg.hidden, 1) if cfg.offset else None
         self.mlp_color = MLP(z_dims + cfg.sh_degree ** 2 + cfg.density_dims, 3, cfg.hidden, 2)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -88,17 +102,26 @@ class AvatarField(nn.Module):
         """Canonical points [N, 3] -> the hash grid's unit box."""
         return ((canon_points - self.box_min) / (self.box_max - self.box_min)).clamp(0.0, 1.0)
 
-    def _expr(self, expr: Tensor) -> Tensor:
+    def _cond(self, expr: Tensor, pose: Tensor) -> Tensor:
+        """expr [N, n_expr], pose [N, 6] -> the conditioning [N, n_expr_cond (+ 6)] MLP-D and MLP-O see."""
         n = self.cfg.n_expr_cond
-        if expr.shape[1] >= n:
-            return expr[:, :n]
-        return torch.cat([expr, expr.new_zeros(len(expr), n - expr.shape[1])], 1)
+        e = expr[:, :n] if expr.shape[1] >= n else torch.cat([expr, expr.new_zeros(len(expr), n - expr.shape[1])], 1)
+        if not self.cfg.pose_cond:
+            return e
+        if pose.shape != (len(expr), POSE_DIMS):
+            raise ValueError(f"AvatarField: pose must be [N, {POSE_DIMS}] (global and neck rotation), got "
+                             f"{tuple(pose.shape)} for {len(expr)} samples")
+        pose = pose.to(e.dtype)
+        if self.pose_range is not None:
+            pose = torch.maximum(torch.minimum(pose, self.pose_range[1]), self.pose_range[0])
+        return torch.cat([e, POSE_SCALE * pose], 1)
 
-    def density(self, canon_points: Tensor, uv: Tensor, appearance: Tensor,
-                expr: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """canon_points [N, 3], uv [N, 2], appearance [N], expr [N, n_expr] -> sigma [N], s' [N, D], z [N, C]
-        (the texture's features; None for GLO, whose code enters each MLP's first layer once per appearance)."""
-        e = self._expr(expr)
+    def density(self, canon_points: Tensor, uv: Tensor, appearance: Tensor, expr: Tensor,
+                pose: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """canon_points [N, 3], uv [N, 2], appearance [N], expr [N, n_expr], pose [N, 6] -> sigma [N], s' [N, D],
+        z [N, C] (the texture's features; None for GLO, whose code enters each MLP's first layer once per
+        appearance)."""
+        e = self._cond(expr, pose)
         s = self.mlp_density(torch.cat([self.encoding(self.normalize(canon_points)), e], -1))  # [N, D]
         glo = isinstance(self.latent, AppearanceCodes)
         z = self.latent(uv, appearance) if self.latent is not None and not glo else None
@@ -110,10 +133,10 @@ class AvatarField(nn.Module):
         sigma = trunc_exp(s[:, 0] + self.cfg.density_bias)
         return sigma, s, z
 
-    def forward(self, canon_points: Tensor, canon_dirs: Tensor, uv: Tensor, appearance: Tensor,
-                expr: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, canon_points: Tensor, canon_dirs: Tensor, uv: Tensor, appearance: Tensor, expr: Tensor,
+                pose: Tensor) -> tuple[Tensor, Tensor]:
         """-> sigma [N], rgb [N, 3] in [0, 1]."""
-        sigma, s, z = self.density(canon_points, uv, appearance, expr)
+        sigma, s, z = self.density(canon_points, uv, appearance, expr, pose)
         rest = torch.cat([sh_encode(canon_dirs, self.cfg.sh_degree), s], -1)
         if isinstance(self.latent, AppearanceCodes):
             rgb = mlp_with_codes(self.mlp_color, self.latent.codes, appearance.long(), rest)

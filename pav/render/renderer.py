@@ -70,7 +70,7 @@ class AvatarRenderer(nn.Module):
             canon = canon.select(keep)
         frame_of = sample_frame[keep]
         sigma, rgb = self.field(canon.points, canon.dirs, canon.uv, frames.appearance[frame_of],
-                                self._expr(frames, frame_of, canon.face_idx))
+                                self._expr(frames, frame_of, canon.face_idx), frames.pose[frame_of])
         return composite(sigma, rgb, samples.t[keep], samples.deltas[keep], samples.ray_idx[keep], len(origins),
                          background)
 
@@ -100,7 +100,8 @@ class AvatarRenderer(nn.Module):
             tau = torch.zeros(len(sel), dtype=torch.float64, device=sel.device)  # [S]
             if len(valid):
                 sigma = self.field.density(canon.points[valid], canon.uv[valid], frames.appearance[frame_of[valid]],
-                                           self._expr(frames, frame_of[valid], canon.face_idx[valid]))[0]
+                                           self._expr(frames, frame_of[valid], canon.face_idx[valid]),
+                                           frames.pose[frame_of[valid]])[0]
                 tau[valid] = optical_depth(sigma.double(), samples.deltas[sel[valid]])
             before = depth[rays] + depth_before(tau, rays, n_rays)  # [S] optical depth in front of each sample
             visible = torch.nonzero(canon.valid & (before < limit))[:, 0]
@@ -132,7 +133,8 @@ class AvatarRenderer(nn.Module):
         keep = torch.nonzero(canon.valid)[:, 0]
         if len(keep):
             sigma[keep] = self.field.density(canon.points[keep], canon.uv[keep], frames.appearance[frame_idx[keep]],
-                                             self._expr(frames, frame_idx[keep], canon.face_idx[keep]))[0].float()
+                                             self._expr(frames, frame_idx[keep], canon.face_idx[keep]),
+                                             frames.pose[frame_idx[keep]])[0].float()
         return sigma
 
     @torch.no_grad()

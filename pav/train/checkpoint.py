@@ -26,6 +26,8 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[A
     if "pav" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a pav checkpoint (no 'pav' section)")
     config = ckpt["pav"]["config"]
+    if isinstance(config.get("model"), dict):
+        config["model"].setdefault("pose_cond", False)  # trained before the pose conditioning existed
     typed = typed_config(OmegaConf.create(config))
     meta = AvatarMeta(**ckpt["pav"]["meta"])
     try:

@@ -66,7 +66,8 @@ def make_meta(dm: AvatarDataModule, model: ModelConfig) -> AvatarMeta:
     return AvatarMeta(head_model=dm.head_model, appearance_names=list(dm.appearance_names),
                       canon_verts=dm.canonical_verts(), faces=flame.faces.clone(), face_uv=face_uv.clone(),
                       shape=torch.from_numpy(dm.collection.shape).clone(), n_expr=flame.n_expr,
-                      box_min=box_min, box_max=box_max, outer_dist=outer, expr_faces=expression_faces(dm, model))
+                      box_min=box_min, box_max=box_max, outer_dist=outer, expr_faces=expression_faces(dm, model),
+                      pose_range=torch.stack([dm.train_frames.pose.amin(0), dm.train_frames.pose.amax(0)]))
 
 
 def expression_faces(dm: AvatarDataModule, model: ModelConfig) -> torch.Tensor | None:

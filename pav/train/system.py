@@ -89,13 +89,14 @@ class AvatarMeta:
     box_max: torch.Tensor  # [3]
     outer_dist: float | None = None  # metres the field reaches past the mesh; None (older runs): model.outer_dist
     expr_faces: torch.Tensor | None = None  # [F] bool: faces whose samples see the expression; None: every face
+    pose_range: torch.Tensor | None = None  # [2, 6] least and most global and neck rotation of the training frames
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def build_renderer(model: ModelConfig, render: RenderConfig, meta: AvatarMeta) -> AvatarRenderer:
-    field_ = AvatarField(model, len(meta.appearance_names), meta.box_min, meta.box_max)
+    field_ = AvatarField(model, len(meta.appearance_names), meta.box_min, meta.box_max, meta.pose_range)
     outer = model.outer_dist if meta.outer_dist is None else meta.outer_dist
     canonicalizer = Canonicalizer(meta.canon_verts, meta.faces, meta.face_uv, model.deform, outer, model.inner_dist)
     return AvatarRenderer(field_, canonicalizer, render, meta.expr_faces)

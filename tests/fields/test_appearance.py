@@ -38,7 +38,7 @@ def test_field_variants_and_their_inputs():
     box = (torch.tensor([-0.2, -0.3, -0.2]), torch.tensor([0.2, 0.2, 0.2]))
     n = 64
     inputs = (torch.rand(n, 3) * 0.2 - 0.1, torch.nn.functional.normalize(torch.randn(n, 3), dim=-1),
-              torch.rand(n, 2), torch.randint(3, (n,)), torch.randn(n, 50))
+              torch.rand(n, 2), torch.randint(3, (n,)), torch.randn(n, 50), 0.2 * torch.randn(n, 6))
     small = dict(log2_hashmap_size=12, texture_size=16, hashgrid_backend="torch")
     for appearance, offset in [("texture", True), ("glo", True), ("texture", False), ("none", False)]:
         field = AvatarField(ModelConfig(appearance=appearance, offset=offset, **small), 3, *box)
@@ -48,7 +48,7 @@ def test_field_variants_and_their_inputs():
         assert (field.mlp_offset is not None) == offset
         assert (field.latent is None) == (appearance == "none")
     insta = AvatarField(ModelConfig(appearance="none", offset=False, **small), 3, *box)
-    other = (*inputs[:3], (inputs[3] + 1) % 3, inputs[4])
+    other = (*inputs[:3], (inputs[3] + 1) % 3, *inputs[4:])
     torch.testing.assert_close(insta(*inputs)[1], insta(*other)[1])  # no appearance input at all
 
 
@@ -91,7 +91,7 @@ def test_paper_sized_glo_codes_change_colour_per_appearance():
     assert field.latent.codes.shape == (3, 512)
     n = 16
     inputs = [torch.rand(n, 3) * 0.2 - 0.1, torch.nn.functional.normalize(torch.randn(n, 3), dim=-1),
-              torch.rand(n, 2), torch.zeros(n, dtype=torch.long), torch.randn(n, 50)]
+              torch.rand(n, 2), torch.zeros(n, dtype=torch.long), torch.randn(n, 50), torch.zeros(n, 6)]
     first = field(*inputs)[1]
     inputs[3] = torch.ones(n, dtype=torch.long)
     assert (field(*inputs)[1] - first).abs().max() > 1e-4

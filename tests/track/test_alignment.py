@@ -20,7 +20,7 @@ def test_a_shifted_mesh_shows_in_the_residuals(tmp_path):
     frames = dm.train_frames
     shifted = frames.head_to_world.clone()
     shifted[:, 0, 3] += 0.02  # 2 cm sideways: a tracking error
-    dm.train_frames = FrameSet(frames.posed_verts, shifted, frames.expr, frames.appearance, frames.bvh)
+    dm.train_frames = FrameSet(frames.posed_verts, shifted, frames.expr, frames.pose, frames.appearance, frames.bvh)
     off = mesh_alignment(dm)
     assert off.outside.mean() > true_fit.outside.mean() + 0.03
     assert off.edge_px[0] > true_fit.edge_px[0] + 1.0
