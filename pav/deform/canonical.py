@@ -4,6 +4,11 @@ A triangle (a, b, c) has the frame [T B N | a]: T = normalize(b - a), N = normal
 B = N x T. A point x near posed triangle t maps to x_c = Frame_canon(t) Frame_posed(t)^-1 x (INSTA's rigid
 mapping); the affine option uses the deformation gradient of the edges and an area-scaled normal instead,
 so the point also follows the triangle's stretch. Directions use the 3x3 part and are re-normalised.
+
+Far from the surface a triangle's own turn is a poor guide: a thin eyelid triangle that turns 60 degrees as the
+lid closes would swing a sample 4 cm in front of the eye into the face. Past rigid_reach from its triangle, a
+sample's map blends (linearly, fully at twice rigid_reach) into a translation: it moves with its closest surface
+point, x_c = q + (x - p), with p that point on the posed triangle and q the same barycentrics on the canonical one.
 """
 
 from __future__ import annotations
@@ -65,10 +70,13 @@ class Canonicalizer:
     inside the surface are dropped too (the signed side comes from the triangle normal), so the solid interior
     of the head never costs a field evaluation. table_bytes: the most memory the per-frame-and-face table of
     frame_table may take (1 GiB: 1700 FLAME frames); past it, each call computes its samples' triangle frames.
+    rigid_reach: metres from the triangle past which the map turns into the closest point's translation (inf:
+    the triangle's map at any distance).
     """
 
     def __init__(self, canon_verts: Tensor, faces: Tensor, face_uv: Tensor, mode: str = "rigid",
-                 outer_dist: float = 0.06, inner_dist: float = math.inf, table_bytes: int = 1 << 30) -> None:
+                 outer_dist: float = 0.06, inner_dist: float = math.inf, table_bytes: int = 1 << 30,
+                 rigid_reach: float = math.inf) -> None:
         if mode not in DEFORM_MODES:
             raise ValueError(f"Canonicalizer: mode must be one of {DEFORM_MODES}, got {mode!r}")
         if canon_verts.dim() != 2 or canon_verts.shape[1] != 3:
@@ -81,14 +89,18 @@ class Canonicalizer:
         self.face_uv = face_uv.float()
         self.outer_dist = float(outer_dist)
         self.inner_dist = float(inner_dist)
+        if not rigid_reach > 0:
+            raise ValueError(f"Canonicalizer: rigid_reach must be above 0 (inf: never blend), got {rigid_reach}")
+        self.rigid_reach = float(rigid_reach)
         canon_tri = canon_verts.float()[self.faces]  # [F, 3, 3]
+        self.canon_tri = canon_tri.contiguous()
         self.canon_origin = canon_tri[:, 0].contiguous()  # [F, 3]
         self.canon_frame = triangle_frames(canon_tri, mode)  # [F, 3, 3]
         self.table_bytes = int(table_bytes)  # the most a frame_table may take; past it each call builds its rows
         self._tables: list[tuple[Tensor, int, Tensor]] = []  # (posed_verts, its version, frame_table), newest first
 
     def to(self, device: torch.device) -> Canonicalizer:
-        for name in ("faces", "face_uv", "canon_origin", "canon_frame"):
+        for name in ("faces", "face_uv", "canon_tri", "canon_origin", "canon_frame"):
             setattr(self, name, getattr(self, name).to(device))
         self._tables = []
         return self
@@ -146,10 +158,30 @@ class Canonicalizer:
             inside = (local * row[:, 12:15]).sum(-1) < 0
             valid &= ~(inside & (sqdist > self.inner_dist ** 2))
         canon_points = self.canon_origin[face] + matvec3(to_canon, local)  # [N, 3]
-        canon_dirs = None
-        if dirs is not None:
-            canon_dirs = matvec3(to_canon, dirs)
+        canon_dirs = None if dirs is None else matvec3(to_canon, dirs)
+        if math.isfinite(self.rigid_reach):
+            self._blend_far(canon_points, canon_dirs, points, dirs, posed_verts, mesh_idx, face, bary, sqdist, valid)
+        if canon_dirs is not None:
             canon_dirs = canon_dirs / canon_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         uv = (bary[:, :, None] * self.face_uv[face]).sum(1)  # [N, 2]
         face_idx = torch.where(valid, face_idx, torch.full_like(face_idx, -1))
         return CanonicalSamples(canon_points, canon_dirs, face_idx, bary, uv, valid)
+
+    def _blend_far(self, canon_points: Tensor, canon_dirs: Tensor | None, points: Tensor, dirs: Tensor | None,
+                   posed_verts: Tensor, mesh_idx: Tensor, face: Tensor, bary: Tensor, sqdist: Tensor,
+                   valid: Tensor) -> None:
+        """In place: samples past rigid_reach from their triangle move toward their closest point's translation."""
+        reach = self.rigid_reach
+        dist = sqdist.clamp_min(0.0).sqrt()  # [N]
+        far = torch.nonzero(valid & (dist > reach))[:, 0]  # [K]
+        if len(far) == 0:
+            return
+        f, b = face[far], bary[far][:, :, None].to(points.dtype)
+        posed_tri = posed_verts[mesh_idx.long()[far][:, None], self.faces[f]]  # [K, 3, 3]
+        closest_posed, closest_canon = (b * posed_tri).sum(1), (b * self.canon_tri[f]).sum(1)  # [K, 3]
+        own = ((2.0 * reach - dist[far]) / reach).clamp(0.0, 1.0)[:, None]  # [K, 1] the triangle map's share
+        moved = closest_canon + (points[far] - closest_posed)
+        canon_points[far] = own * canon_points[far] + (1.0 - own) * moved
+        if canon_dirs is not None and dirs is not None:
+            unit = canon_dirs[far] / canon_dirs[far].norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            canon_dirs[far] = own * unit + (1.0 - own) * dirs[far]

@@ -48,6 +48,8 @@ class ModelConfig:
     sh_degree: int = 4
     hashgrid_backend: str = "auto"
     deform: str = "rigid"  # rigid | affine
+    rigid_reach: float = 0.01  # metres: samples farther from their triangle move with its closest point instead
+    # (fully at twice this), so a thin triangle's turn (an eyelid's) cannot swing them across the face; inf: never
     outer_dist: float = 0.06  # metres: samples farther outside the mesh have no density (the least reach)
     reach: str = "mattes"  # mattes: outer_dist grows to what the training mattes show (pav/data/reach.py) | fixed
     max_reach: float = 0.25  # metres: the most that `reach=mattes` may grow outer_dist to

@@ -98,7 +98,8 @@ class AvatarMeta:
 def build_renderer(model: ModelConfig, render: RenderConfig, meta: AvatarMeta) -> AvatarRenderer:
     field_ = AvatarField(model, len(meta.appearance_names), meta.box_min, meta.box_max, meta.pose_range)
     outer = model.outer_dist if meta.outer_dist is None else meta.outer_dist
-    canonicalizer = Canonicalizer(meta.canon_verts, meta.faces, meta.face_uv, model.deform, outer, model.inner_dist)
+    canonicalizer = Canonicalizer(meta.canon_verts, meta.faces, meta.face_uv, model.deform, outer, model.inner_dist,
+                                  rigid_reach=model.rigid_reach)
     return AvatarRenderer(field_, canonicalizer, render, meta.expr_faces)
 
 
