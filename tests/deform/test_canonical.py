@@ -123,3 +123,48 @@ def test_the_frame_table_gives_what_each_samples_own_triangle_gives(head, mode):
     bvh.refit(posed)
     moved = tabled(points, dirs, posed, bvh, mesh).points
     torch.testing.assert_close(moved, direct(points, dirs, posed, bvh, mesh).points, atol=1e-6, rtol=0)
+
+
+def _hinged_lid(angle: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A thin triangle (an eyelid's: 20 x 2 mm) and a big one sharing its long edge, canonical and turned by angle
+    about that edge: canon_verts [4, 3], posed_verts [4, 3], faces [2, 3]."""
+    canon = torch.tensor([[0.0, 0.0, 0.0], [0.02, 0.0, 0.0], [0.01, -0.002, 0.0], [0.01, 0.05, -0.05]])
+    c, s = math.cos(angle), math.sin(angle)
+    posed = canon.clone()
+    posed[2] = torch.tensor([0.01, -0.002 * c, 0.002 * s])  # the lid's tip turns about the x axis
+    return canon, posed, torch.tensor([[0, 1, 2], [0, 3, 1]])
+
+
+def test_far_samples_move_with_their_closest_point_not_the_triangles_turn():
+    canon_verts, posed, faces = _hinged_lid(math.radians(60))
+    face_uv = torch.zeros(2, 3, 2)
+    bvh = MeshBVH(posed[None], faces)
+    lid_normal = torch.linalg.cross(posed[1] - posed[0], posed[2] - posed[0])
+    lid_normal = lid_normal / lid_normal.norm()
+    closest = (posed[0] + posed[1] + posed[2]) / 3
+    heights = torch.tensor([0.002, 0.005, 0.012, 0.015, 0.018, 0.025, 0.04])  # metres in front of the lid
+    points = closest + heights[:, None] * lid_normal  # [7, 3]
+    mesh = torch.zeros(len(points), dtype=torch.long)
+    rigid = Canonicalizer(canon_verts, faces, face_uv, outer_dist=0.1)(points, None, posed[None], bvh, mesh)
+    blended = Canonicalizer(canon_verts, faces, face_uv, outer_dist=0.1, rigid_reach=0.01)(points, None, posed[None],
+                                                                                         bvh, mesh)
+    assert (rigid.face_idx == 0).all() and (blended.face_idx == 0).all()
+    canon_closest = canon_verts[:3].mean(0)
+    translated = canon_closest + (points - closest)  # the closest point's own motion
+    near, far = heights <= 0.01, heights >= 0.02
+    torch.testing.assert_close(blended.points[near], rigid.points[near])
+    torch.testing.assert_close(blended.points[far], translated[far], atol=1e-6, rtol=0)
+    # the lid's 60-degree turn swings the 4 cm sample 4 cm sideways under the triangle's map, not under the blend
+    assert (rigid.points[-1] - translated[-1]).norm() > 0.03
+    # no jump where the blend begins or ends: steps along the line stay within the points' own spacing x 2
+    line = closest + torch.linspace(0.005, 0.03, 60)[:, None] * lid_normal
+    out = Canonicalizer(canon_verts, faces, face_uv, outer_dist=0.1, rigid_reach=0.01)(
+        line, None, posed[None], bvh, torch.zeros(60, dtype=torch.long))
+    steps = (out.points[1:] - out.points[:-1]).norm(dim=-1)
+    assert steps.max() < 2.0 * (0.025 / 59) * 2
+
+
+def test_rigid_reach_must_be_positive(head):
+    flame, verts, face_uv = head
+    with pytest.raises(ValueError, match="rigid_reach"):
+        Canonicalizer(verts, flame.faces, face_uv, rigid_reach=0.0)
