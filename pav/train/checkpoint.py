@@ -28,7 +28,8 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[A
     config = ckpt["pav"]["config"]
     if isinstance(config.get("model"), dict):
         config["model"].setdefault("pose_cond", False)  # trained before the pose conditioning existed
-        config["model"].setdefault("rigid_reach", float("inf"))  # ... and before far samples moved with their closest point
+        # ... and before far samples moved with their closest point
+        config["model"].setdefault("rigid_reach", float("inf"))
     typed = typed_config(OmegaConf.create(config))
     meta = AvatarMeta(**ckpt["pav"]["meta"])
     try:
