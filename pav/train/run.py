@@ -126,6 +126,24 @@ def checkpoint_step(path: Path) -> int:
     return int(ckpt.get("global_step", 0))
 
 
+def check_resume_model(path: Path, model: dict) -> None:
+    """A resumed run must build the model its checkpoint holds: the model options that differ, named, else None."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise RuntimeError(f"{path}: cannot be read as a checkpoint ({exc}); delete it to start over") from exc
+    saved = dict(ckpt.get("pav", {}).get("config", {}).get("model", {}))
+    if not saved:
+        return
+    saved.setdefault("pose_cond", False)  # options added since: what the older runs were trained with
+    saved.setdefault("rigid_reach", float("inf"))
+    differ = [f"model.{k}={saved[k]!r} there, {model.get(k)!r} now" for k in sorted(saved) if saved[k] != model.get(k)]
+    if differ:
+        raise RuntimeError(f"{path} cannot be resumed with these options: {'; '.join(differ)}. Pass the "
+                           f"checkpoint's values (for example model.pose_cond=false model.rigid_reach=inf for a run "
+                           f"begun before those existed) or train in a new run dir")
+
+
 def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
     """Trains (or resumes) in run_dir and returns the metrics written to run_dir/metrics.json."""
     import lightning as L
@@ -146,6 +164,7 @@ def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
 
     resume = last_checkpoint(run_dir)
     if resume is not None:
+        check_resume_model(resume, resolved["model"])
         print(f"[pav] Resuming from {resume} at step {checkpoint_step(resume)}")
     trainer_args = dict(resolved["trainer"])
     trainer_args.pop("name")

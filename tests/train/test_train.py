@@ -1,6 +1,7 @@
 """Training end to end on a tiny collection: loss goes down, runs resume after kill -9, bad data stops early."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from pav.data.collection import CollectionError
 from pav.data.datamodule import AvatarDataModule
+from pav.fields.avatar import ModelConfig
 from pav.train.checkpoint import load_avatar
 from pav.train.config import typed_config
 from pav.train.run import make_meta, run
@@ -287,3 +289,15 @@ def test_ray_batches_come_from_worker_processes(tiny_collection):
     again = copy.batch(gen)
     reference = loader.dataset.batch(torch.Generator().manual_seed(3))
     assert all(torch.equal(again[k], reference[k]) for k in reference)
+
+
+def test_a_run_begun_before_pose_conditioning_is_not_resumed_into_a_mismatch(tmp_path):
+    from pav.train.run import check_resume_model
+
+    model = dataclasses.asdict(ModelConfig())
+    old = {k: v for k, v in model.items() if k not in ("pose_cond", "rigid_reach")}  # what older runs saved
+    path = tmp_path / "last.ckpt"
+    torch.save({"pav": {"config": {"model": old}}, "global_step": 10}, path)
+    with pytest.raises(RuntimeError, match=r"model.pose_cond=False there, True now.*model.rigid_reach=inf"):
+        check_resume_model(path, model)
+    check_resume_model(path, {**model, "pose_cond": False, "rigid_reach": float("inf")})  # the old model: fine
