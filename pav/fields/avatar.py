@@ -2,12 +2,12 @@
 
 Variants (ModelConfig.appearance / .offset):
   pav           texture + offset   density s' = s + MLP-O(z, e), colour MLP-C(z, SH(d), s')
-
-e is the conditioning: the leading expression coefficients and, with pose_cond, the head's global and neck rotation
-(hair and shoulders beyond the mesh follow the head's pose, not rigidly the nearest triangle).
   pav_glo       one code per appearance (512 wide, the paper's GLO ablation) instead of the texture
   pav_no_offset texture, no MLP-O
   insta         no appearance input, no MLP-O: colour MLP-C(SH(d), s)
+
+e is the conditioning: the leading expression coefficients and, with pose_cond, the head's global and neck rotation
+(hair and shoulders beyond the mesh follow the head's pose, not rigidly the nearest triangle).
 """
 
 from __future__ import annotations

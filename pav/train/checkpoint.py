@@ -12,6 +12,11 @@ from ..render.renderer import AvatarRenderer
 from .system import AvatarMeta, build_renderer
 
 
+def with_older_defaults(model: dict) -> dict:
+    """A saved model config with the options added since filled in as the older runs were trained."""
+    return {"pose_cond": False, "rigid_reach": float("inf"), **model}
+
+
 def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[AvatarRenderer, AvatarMeta, dict]:
     """-> renderer (eval mode, on device), meta, resolved training config."""
     from .config import typed_config
@@ -27,9 +32,7 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> tuple[A
         raise ValueError(f"{path}: not a pav checkpoint (no 'pav' section)")
     config = ckpt["pav"]["config"]
     if isinstance(config.get("model"), dict):
-        config["model"].setdefault("pose_cond", False)  # trained before the pose conditioning existed
-        # ... and before far samples moved with their closest point
-        config["model"].setdefault("rigid_reach", float("inf"))
+        config["model"] = with_older_defaults(config["model"])
     typed = typed_config(OmegaConf.create(config))
     meta = AvatarMeta(**ckpt["pav"]["meta"])
     try:

@@ -14,6 +14,7 @@ from ..data.datamodule import AvatarDataModule
 from ..evaluate.scoring import score_views
 from ..fields.avatar import ModelConfig
 from ..head.regions import mouth_faces
+from .checkpoint import with_older_defaults
 from .config import TrainConfig, TrainerConfig, typed_config
 from .system import AvatarMeta, AvatarSystem
 
@@ -118,30 +119,21 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return path if path.exists() else None
 
 
-def checkpoint_step(path: Path) -> int:
+def check_resume_model(path: Path, model: dict) -> int:
+    """The step of the checkpoint a run resumes from; a clear error naming the model options that differ from its
+    own, since a resumed run must build the model the checkpoint holds."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise RuntimeError(f"{path}: cannot be read as a checkpoint ({exc}); delete it to start over") from exc
-    return int(ckpt.get("global_step", 0))
-
-
-def check_resume_model(path: Path, model: dict) -> None:
-    """A resumed run must build the model its checkpoint holds: the model options that differ, named, else None."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise RuntimeError(f"{path}: cannot be read as a checkpoint ({exc}); delete it to start over") from exc
-    saved = dict(ckpt.get("pav", {}).get("config", {}).get("model", {}))
-    if not saved:
-        return
-    saved.setdefault("pose_cond", False)  # options added since: what the older runs were trained with
-    saved.setdefault("rigid_reach", float("inf"))
+    saved = ckpt.get("pav", {}).get("config", {}).get("model", {})
+    saved = with_older_defaults(saved) if saved else {}
     differ = [f"model.{k}={saved[k]!r} there, {model.get(k)!r} now" for k in sorted(saved) if saved[k] != model.get(k)]
     if differ:
         raise RuntimeError(f"{path} cannot be resumed with these options: {'; '.join(differ)}. Pass the "
                            f"checkpoint's values (for example model.pose_cond=false model.rigid_reach=inf for a run "
                            f"begun before those existed) or train in a new run dir")
+    return int(ckpt.get("global_step", 0))
 
 
 def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
@@ -164,8 +156,7 @@ def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
 
     resume = last_checkpoint(run_dir)
     if resume is not None:
-        check_resume_model(resume, resolved["model"])
-        print(f"[pav] Resuming from {resume} at step {checkpoint_step(resume)}")
+        print(f"[pav] Resuming from {resume} at step {check_resume_model(resume, resolved['model'])}")
     trainer_args = dict(resolved["trainer"])
     trainer_args.pop("name")
     trainer_args["strategy"] = _strategy(trainer_args["strategy"])
