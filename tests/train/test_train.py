@@ -20,7 +20,7 @@ from pav.data.datamodule import AvatarDataModule
 from pav.fields.avatar import ModelConfig
 from pav.train.checkpoint import load_avatar
 from pav.train.config import typed_config
-from pav.train.run import make_meta, run
+from pav.train.run import check_resume_model, make_meta, run
 from pav.train.system import AvatarSystem, lr_factor, ray_subset, rays_for_samples
 
 REPO = Path(__file__).resolve().parents[2]
@@ -292,8 +292,6 @@ def test_ray_batches_come_from_worker_processes(tiny_collection):
 
 
 def test_a_run_begun_before_pose_conditioning_is_not_resumed_into_a_mismatch(tmp_path):
-    from pav.train.run import check_resume_model
-
     model = dataclasses.asdict(ModelConfig())
     old = {k: v for k, v in model.items() if k not in ("pose_cond", "rigid_reach")}  # what older runs saved
     path = tmp_path / "last.ckpt"
