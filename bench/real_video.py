@@ -8,8 +8,9 @@ command a user runs (`python -m pav.prepare`, `pav.track`, `train.py data=vidcol
 drive=turntable`), run in order and resumed when its output is already there. Prints a table: frames kept,
 unknown pixels, landmark error and seconds per frame of tracking, how far the mesh pokes past the matte and its
 outline's distance to the matte's edge (pav/track/alignment.py), training minutes, held-out PSNR / SSIM on real
-frames (unknown pixels excluded), and where the picture (render | truth | error, the held-out frames of
-`pav.evaluate`) and the turntable are; then `FIG <clip> <name>: <value>` lines for scripts.
+frames (unknown pixels excluded), the face and the rest of the person scored apart (pav/evaluate/regions.py),
+and where the picture (render | truth | error, the held-out frames of `pav.evaluate`) and the turntable are;
+then `FIG <clip> <name>: <value>` lines for scripts.
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def bench_clip(video: Path, opts: dict[str, str]) -> dict:
                                 f"size={opts['eval_size']}", f"views={opts['views']}"], logs / "evaluate.log")
     scored = json.loads((work / "eval" / "metrics.json").read_text())
     row.update(psnr=scored["scores"]["overall"]["psnr"], ssim=scored["scores"]["overall"]["ssim"])
+    regions = scored.get("regions")
+    if isinstance(regions, dict):  # the face and the rest of the person apart (pav/evaluate/regions.py)
+        overall = regions["overall"]
+        row.update(psnr_face=overall["psnr_face"], psnr_rest=overall["psnr_rest"], face_error=overall["face_error"])
     maps = sorted((work / "eval" / "error_maps").glob("*.png"))
     row["picture"] = str(maps[0]) if maps else ""
     name = next(iter(json.loads((coll / "prepare.json").read_text())["appearances"]))
@@ -125,23 +130,34 @@ def picture(error_map: Path, turntable: Path, out: Path, views: int = 6) -> Path
     return out
 
 
+def _db(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "—"
+
+
+def _share(value) -> str:
+    return f"{100 * value:.0f} %" if isinstance(value, (int, float)) else "—"
+
+
 def print_table(rows: list[dict]) -> None:
     head = ("clip", "kept", "unknown % (frame + torso)", "landmark px@256", "track s/frame",
-            "mesh off matte % (p95)", "edge px (p95)", "train min", "PSNR", "SSIM")
+            "mesh off matte % (p95)", "edge px (p95)", "train min", "PSNR", "SSIM", "face PSNR", "rest PSNR",
+            "face's share of the error")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
         print(f"| {r['clip']} | {r['kept']} | {100 * r['unknown_frame']:.0f} + {100 * r['unknown_torso']:.0f} | "
               f"{r['landmark_px']:.2f} | {r['track_s_per_frame']:.2f} | {100 * r['mesh_outside']:.1f} "
               f"({100 * r['mesh_outside_p95']:.1f}) | {r['edge_px']:.1f} ({r['edge_px_p95']:.1f}) | "
-              f"{r['train_minutes']:.1f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+              f"{r['train_minutes']:.1f} | {r['psnr']:.2f} | {r['ssim']:.4f} | {_db(r.get('psnr_face'))} | "
+              f"{_db(r.get('psnr_rest'))} | {_share(r.get('face_error'))} |")
     for r in rows:
         print(f"{r['clip']}: picture {r.get('sheet', r['picture'])}, turntable {r['turntable']}, stage seconds "
               + ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items()))
     for r in rows:
         for key in ("kept", "landmark_px", "track_s_per_frame", "mesh_outside", "edge_px", "train_minutes", "psnr",
-                    "ssim"):
-            print(f"FIG {r['clip']} {key}: {r[key]:.4g}")
+                    "ssim", "psnr_face", "psnr_rest", "face_error"):
+            if isinstance(r.get(key), (int, float)):
+                print(f"FIG {r['clip']} {key}: {r[key]:.4g}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -190,11 +190,12 @@ class AvatarDataModule(L.LightningDataModule):
         self.test_rows = _frame_table(self.collection, "test")
         self.train_frames = build_frames(self.collection, self.flame, self.train_rows)
         self.test_frames = build_frames(self.collection, self.flame, self.test_rows)
-        self.depth_faces = self._depth_faces(depth_regions or ["face"])
+        self.depth_faces = self.region_faces(depth_regions or ["face"])
         self._images_loaded = False
 
-    def _depth_faces(self, regions: list[str]) -> Tensor:
-        """[F] bool: the faces whose rays get the depth loss; a region the head model cannot name is refused."""
+    def region_faces(self, regions: list[str]) -> Tensor:
+        """[F] bool: the faces of the named regions (the depth loss's, the evaluation's face); a region the head
+        model cannot name is refused."""
         available, source = head_regions(self.flame, self.cfg.head_regions)
         unknown = [r for r in regions if r not in available]
         if unknown:

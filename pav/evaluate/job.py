@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..data.datamodule import AvatarDataModule, View
 from ..deform.frames import FrameSet
+from ..head.regions import head_regions
 from ..metrics.pixel import known_only
 from ..render.job import DEVICES, RenderError, open_checkpoint, open_collection
 from ..render.renderer import AvatarRenderer
@@ -63,6 +64,8 @@ class EvaluateJob:
     collection_root: Path
     out: Path
     references: dict[str, list[Tensor]] | None = None  # split=novel: group -> its real held-out images [H, W, 3]
+    face_faces: Tensor | None = None  # [F] bool, the head model's face region (None: it names none)
+    face_source: str = ""  # where the face region comes from, or why there is none
 
 
 def check_options(cfg: EvaluateConfig) -> None:
@@ -184,4 +187,7 @@ def prepare(cfg: EvaluateConfig) -> EvaluateJob:
     else:
         items, references = novel_items(dm, meta.appearance_names, cfg.size, cfg.views)
     out = Path(cfg.out) if cfg.out else Path(cfg.ckpt).resolve().parent.parent / "eval" / cfg.split
-    return EvaluateJob(renderer, meta, dm.test_frames.to(device), items, Path(root), out, references)
+    available, source = head_regions(dm.flame, dm.cfg.head_regions)
+    face = available.get("face")
+    return EvaluateJob(renderer, meta, dm.test_frames.to(device), items, Path(root), out, references, face,
+                       source if face is not None else f"{source} names no face region")

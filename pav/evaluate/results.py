@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..metrics import METRICS
+from .regions import regions_table
 
 LABELS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "dists": "DISTS ↓", "fid": "FID ↓"}
 DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "dists": 4, "fid": 2}
@@ -48,6 +49,12 @@ def write_markdown(path: Path, result: dict) -> Path:
              f"Checkpoint `{result['checkpoint']}`, collection `{result['collection']}`, images of "
              f"{result['image_size'][1]}x{result['image_size'][0]} px composited on white.", "",
              *metrics_table(result["scores"]), ""]
+    regions = result.get("regions")
+    if isinstance(regions, dict):
+        lines += ["The face (the tracked mesh's face region) and the rest of the person (hair, ears, neck, the "
+                  "silhouette) scored apart:", "", *regions_table(regions), ""]
+    elif isinstance(regions, str):
+        lines += [f"Face and rest scored apart: {regions}", ""]
     notes = unavailable_notes(result["scores"])
     if notes:
         lines += ["Unavailable metrics:", "", *notes, ""]

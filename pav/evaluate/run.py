@@ -14,6 +14,7 @@ from ..metrics.sets import score_unpaired
 from ..render.video import with_appearance
 from .figure import write_error_map
 from .job import EvaluateConfig, EvaluateJob, prepare
+from .regions import face_pixels, region_scores, regions_table
 from .results import metrics_table, write_json, write_markdown
 from .scoring import render_view
 
@@ -35,6 +36,18 @@ def _stack_at(size: tuple[int, int], images: list[torch.Tensor]) -> torch.Tensor
     return torch.stack(out)
 
 
+def _regions(job: EvaluateJob, rendered: dict[str, list[tuple[str, torch.Tensor, torch.Tensor]]]) -> dict | str:
+    """The face and the rest of the person scored apart (regions.py), or why not."""
+    if not rendered:
+        return "unavailable: no truth per render"
+    if job.face_faces is None:
+        return f"unavailable: {job.face_source}"
+    views = {item.view.name: item.view for item in job.items}
+    rows = {group: [(pred, truth, face_pixels(job.frames, views[name], job.face_faces), views[name].alpha,
+                     views[name].valid) for name, pred, truth in items] for group, items in rendered.items()}
+    return region_scores(rows)
+
+
 def evaluate(cfg: EvaluateConfig) -> dict:
     """Evaluates cfg.ckpt on cfg.split; returns what metrics.json holds."""
     job = prepare(cfg)
@@ -53,6 +66,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         sets = {g: (torch.stack([p for _, p, _ in rows]), torch.stack([t for _, _, t in rows]))
                 for g, rows in rendered.items()}
         scores = score_sets(sets, progress=cfg.progress)
+    regions = _regions(job, rendered)
     score_seconds = time.time() - start
     for group, rows in rendered.items():
         order = np.argsort([psnr(p, t) for _, p, t in rows])
@@ -66,6 +80,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         "collection": str(job.collection_root),
         "image_size": [first.height, first.width],
         "scores": scores,
+        "regions": regions,
         "error_maps": maps,
         "render_seconds": render_seconds,
         "score_seconds": score_seconds,
@@ -74,5 +89,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     write_json(job.out / "metrics.json", result)
     write_markdown(job.out / "metrics.md", result)
     print("\n".join(metrics_table(scores)))
+    if isinstance(regions, dict):
+        print("\n".join(regions_table(regions)))
     print(f"[pav] {len(job.items)} {cfg.split} views scored -> {job.out}/metrics.json, metrics.md, error_maps/")
     return result

@@ -38,6 +38,12 @@ def psnr(pred: Tensor, target: Tensor) -> float:
     return math.inf if mse == 0 else -10.0 * math.log10(mse)
 
 
+def squared_error(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-pixel squared error [H, W] of images [H, W, 3] in [0, 1], averaged over channels (prediction clamped)."""
+    check_pair(pred, target, "squared_error")
+    return ((pred.clamp(0, 1) - target) ** 2).mean(-1)
+
+
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-0.5 * (x / sigma) ** 2)

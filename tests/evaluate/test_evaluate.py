@@ -50,6 +50,10 @@ def test_evaluate_writes_every_file(tiny_avatar, tmp_path, empty_hub, split):
         panel = np.asarray(Image.open(tmp_path / "error_maps" / f"{name}.png"))
         assert panel.shape[1] == 3 * panel.shape[0] and panel.shape[0] >= 256  # prediction | truth | error
     assert result["image_size"] == [32, 32]
+    for row in (*saved["regions"]["per_appearance"].values(), saved["regions"]["overall"]):  # face and rest apart
+        assert isinstance(row["psnr_face"], float) and isinstance(row["psnr_rest"], float)
+        assert 0 < row["face_pixels"] < 1 and 0 <= row["face_error"] <= 1
+    assert "| appearance | face PSNR ↑ | rest PSNR ↑ |" in markdown
     if split == "cross":  # every row is one appearance drawn in the other video's poses
         assert " as " in saved["error_maps"]["short_dark"]["view"]
 
@@ -65,6 +69,7 @@ def test_novel_split_compares_renders_with_the_appearances_own_images(tiny_avata
         assert row["psnr"].startswith("unavailable: no ground truth") and row["ssim"].startswith("unavailable")
         assert isinstance(row["fid"], float) or row["fid"].startswith("unavailable: ")
     assert saved["error_maps"] == {}  # nothing to take an error against
+    assert saved["regions"] == "unavailable: no truth per render"
     assert "novel poses and expressions without truth" in (tmp_path / "metrics.md").read_text()
 
 

@@ -46,10 +46,10 @@ def test_a_region_the_model_cannot_name_is_refused(tmp_path, unlabelled):
 
     dm = AvatarDataModule(DataConfig(root=str(tmp_path)))
     dm.flame, dm.head_model = unlabelled, str(unlabelled.source)
-    assert torch.equal(dm._depth_faces(["face"]), head_regions(unlabelled)[0]["face"])
+    assert torch.equal(dm.region_faces(["face"]), head_regions(unlabelled)[0]["face"])
     with pytest.raises(ValueError, match=r"loss.depth_regions=\['scalp'\]: \['scalp'\] not among.*FLAME_masks"):
-        dm._depth_faces(["scalp"])
-    assert bool(dm._depth_faces(["all"]).all())
+        dm.region_faces(["scalp"])
+    assert bool(dm.region_faces(["all"]).all())
 
 
 def test_flame_region_file_gives_the_regions(tmp_path, labelled, unlabelled):
