@@ -28,8 +28,9 @@ if TYPE_CHECKING:  # the table is read by report code that needs no data module
 @torch.no_grad()
 def face_pixels(frames: FrameSet, view: View, face_faces: Tensor) -> Tensor:
     """[H, W] bool: the view's pixels whose first mesh hit is a face-region triangle (face_faces [F] bool)."""
-    if face_faces.dim() != 1 or face_faces.dtype != torch.bool:
-        raise ValueError(f"face_faces must be a [F] bool tensor, got {face_faces.dtype} {tuple(face_faces.shape)}")
+    if face_faces.dim() != 1 or face_faces.dtype != torch.bool or len(face_faces) != frames.bvh.n_faces:
+        raise ValueError(f"face_faces must be a [F] bool tensor with F = {frames.bvh.n_faces} (the mesh's faces), "
+                         f"got {face_faces.dtype} {tuple(face_faces.shape)}")
     device = frames.posed_verts.device
     pixels = image_pixels(view.height, view.width).to(device)  # [P, 2]
     n = len(pixels)

@@ -31,8 +31,10 @@ def test_face_pixels_are_the_face_regions_part_of_the_mesh(held_out):
 
 def test_face_pixels_refuse_a_region_that_is_not_a_face_mask(held_out):
     dm, views = held_out
-    with pytest.raises(ValueError, match=r"\[F\] bool"):
-        face_pixels(dm.test_frames, views[0], dm.region_faces(["face"]).float())
+    face = dm.region_faces(["face"])
+    for wrong in (face.float(), face[:-1]):
+        with pytest.raises(ValueError, match=r"\[F\] bool tensor with F = "):
+            face_pixels(dm.test_frames, views[0], wrong)
 
 
 def _scene():
