@@ -16,7 +16,7 @@ from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
 from ..deform.frames import FrameSet
-from ..render.rays import pixel_rays
+from ..render.rays import mesh_hits
 
 MEASURE_SIDE = 128  # images are measured on a grid about this wide: reach is metres, not pixels
 PIXEL_QUANTILE = 0.99  # of an image's foreground distances: a few stray matte pixels do not count
@@ -52,11 +52,7 @@ def matte_reach(alphas: Tensor, valids: Tensor | None, K: Tensor, c2w: Tensor, i
 
 def _image_reach(alpha: Tensor, valid: Tensor | None, K: Tensor, c2w: Tensor, frame: int, frames: FrameSet,
                  grid: Tensor, rows: Tensor, cols: Tensor, stride: int) -> float:
-    n = len(grid)
-    origins, dirs = pixel_rays(K[None].expand(n, 3, 3), c2w[None].expand(n, 4, 4), grid)
-    frame_idx = torch.full((n,), frame, dtype=torch.long)
-    head_o, head_d = frames.world_to_head(origins, dirs, frame_idx)
-    t, face, _ = frames.bvh.raycast(head_o, head_d, frame_idx)
+    t, face = mesh_hits(frames, K, c2w, grid, frame)
     covered = (face >= 0).reshape(len(rows), len(cols)).numpy()  # [h, w] the posed mesh's pixels
     if not covered.any():
         return 0.0

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..metrics.pixel import squared_error
-from ..render.rays import image_pixels, pixel_rays
+from ..render.rays import image_pixels, mesh_hits
 
 if TYPE_CHECKING:  # the table is read by report code that needs no data module
     from ..data.datamodule import View
@@ -32,15 +32,9 @@ def face_pixels(frames: FrameSet, view: View, face_faces: Tensor) -> Tensor:
         raise ValueError(f"face_faces must be a [F] bool tensor with F = {frames.bvh.n_faces} (the mesh's faces), "
                          f"got {face_faces.dtype} {tuple(face_faces.shape)}")
     device = frames.posed_verts.device
-    pixels = image_pixels(view.height, view.width).to(device)  # [P, 2]
-    n = len(pixels)
-    origins, dirs = pixel_rays(view.K.to(device)[None].expand(n, 3, 3), view.c2w.to(device)[None].expand(n, 4, 4),
-                               pixels)
-    frame_idx = torch.full((n,), view.frame, dtype=torch.long, device=device)
-    head_o, head_d = frames.world_to_head(origins, dirs, frame_idx)
-    _, face, _ = frames.bvh.raycast(head_o, head_d, frame_idx)  # [P] first triangle hit, -1: none
-    hit = face >= 0
-    mine = hit & face_faces.to(device)[face.clamp_min(0)]
+    _, face = mesh_hits(frames, view.K.to(device), view.c2w.to(device),
+                        image_pixels(view.height, view.width).to(device), view.frame)  # [P] first triangle, -1: none
+    mine = (face >= 0) & face_faces.to(device)[face.clamp_min(0)]
     mask = mine.view(view.height, view.width).cpu()
     return mask if view.valid is None else mask & view.valid.cpu()
 
@@ -54,9 +48,10 @@ def person_pixels(alpha: Tensor, valid: Tensor | None, grow: int) -> Tensor:
     return mask if valid is None else mask & valid
 
 
-def _psnr(sum_sq: float, count: int) -> float | str:
+def _psnr(sum_sq: float, count: int) -> float | None:
+    """PSNR of a region from its summed squared error and pixel count; None for an empty region."""
     if count == 0:
-        return "unavailable: no pixels in this region"
+        return None
     mse = sum_sq / count
     return math.inf if mse == 0 else -10.0 * math.log10(mse)
 
@@ -81,7 +76,7 @@ def region_scores(rows: dict[str, list[Region]]) -> dict:
             rest = person_pixels(alpha, valid, grow) & ~face
             for region, out in ((face, face_db), (rest, rest_db)):
                 value = _psnr(float(err[region].sum()), int(region.sum()))
-                if not isinstance(value, str):
+                if value is not None:
                     out.append(value)
             pixels += int(known.sum())
             face_pixels_n += int(face.sum())

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from ..deform.mat3 import matvec3
+
+if TYPE_CHECKING:
+    from ..deform.frames import FrameSet
 
 
 def pixel_rays(K: Tensor, c2w: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor]:
@@ -16,6 +21,17 @@ def pixel_rays(K: Tensor, c2w: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor]:
     dirs = matvec3(c2w[:, :3, :3], cam_dirs)
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)
     return c2w[:, :3, 3].expand_as(dirs).contiguous(), dirs
+
+
+def mesh_hits(frames: FrameSet, K: Tensor, c2w: Tensor, pixels: Tensor, frame: int) -> tuple[Tensor, Tensor]:
+    """Where the pixels [P, 2] of one camera (K [3, 3], c2w [4, 4]) first meet frame `frame`'s posed mesh:
+    distance along the ray [P] and triangle [P] (-1: none)."""
+    n = len(pixels)
+    origins, dirs = pixel_rays(K[None].expand(n, 3, 3), c2w[None].expand(n, 4, 4), pixels)
+    frame_idx = torch.full((n,), frame, dtype=torch.long, device=pixels.device)
+    head_o, head_d = frames.world_to_head(origins, dirs, frame_idx)
+    t, face, _ = frames.bvh.raycast(head_o, head_d, frame_idx)
+    return t, face
 
 
 def scale_intrinsics(K: Tensor, factor: float) -> Tensor:

@@ -19,7 +19,7 @@ import torch
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
 from ..data.datamodule import AvatarDataModule
-from ..render.rays import pixel_rays
+from ..render.rays import mesh_hits
 
 MEASURE_SIDE = 256  # images are measured on a grid about this wide
 
@@ -54,10 +54,8 @@ def mesh_alignment(dm: AvatarDataModule, max_images: int = 200) -> Alignment:
     picks = torch.linspace(0, n_img - 1, min(max_images, n_img)).round().long().unique()
     outside, edge, apps = [], [], []
     for i in picks.tolist():
-        n, f = len(grid), int(dm.image_frame[i])
-        origins, dirs = pixel_rays(dm.K[i][None].expand(n, 3, 3), dm.c2w[i][None].expand(n, 4, 4), grid)
-        head_o, head_d = frames.world_to_head(origins, dirs, torch.full((n,), f, dtype=torch.long))
-        _, face, _ = frames.bvh.raycast(head_o, head_d, torch.full((n,), f, dtype=torch.long))
+        f = int(dm.image_frame[i])
+        _, face = mesh_hits(frames, dm.K[i], dm.c2w[i], grid, f)
         covered = (face >= 0).reshape(len(rows), len(cols)).numpy()
         person = (dm.alphas[i][rows][:, cols] > 127).numpy()
         known = np.ones_like(person) if dm.valids is None else dm.valids[i][rows][:, cols].numpy()
