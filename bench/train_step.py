@@ -99,7 +99,7 @@ def main(argv: list[str]) -> None:
             b = {k: v.to(device, non_blocking=True) for k, v in data.batch(gen).items()}
             t1 = clock()
             ho, hd = frames.world_to_head(b["origins"], b["dirs"], b["frame_idx"])
-            s = march(ho, hd, r.grid, r.step, r.cfg.max_samples, True)
+            s = march(ho, hd, r.grid, r.step, r.cfg.max_samples, b["offsets"])
             t2 = clock()
             sf = b["frame_idx"][s.ray_idx]
             keep, canon = r.visible_samples(s, hd, sf, frames, len(ho))

@@ -23,6 +23,7 @@ from ..head.flame import FLAME
 from ..head.regions import head_regions
 from ..render.rays import pixel_rays, scale_intrinsics
 from .collection import Collection
+from .collection.format import SPLIT_PARTS
 from .reach import matte_reach
 
 
@@ -74,13 +75,14 @@ Row = tuple[int, int, int, list[str]]  # appearance index, flame position, frame
 
 
 def _frame_table(collection: Collection, which: str) -> list[Row]:
-    """The frames with at least one camera in the train or held-out set, in collection order.
+    """The frames with at least one camera in the train, val or test set, in collection order.
 
-    Multiview splits may hold out cameras: their train frames are then held-out views too (novel views).
+    Multiview splits may hold out cameras: their train and validation frames are then test views too (novel views).
     """
     rows = []
     for a, app in enumerate(collection):
-        ids = app.split.train + app.split.test if which == "test" else app.split.train
+        split = app.split
+        ids = {"train": split.train, "val": split.val, "test": split.train + split.val + split.test}[which]
         for fid in sorted(ids):
             cams = app.split.cameras(fid, app.camera_names, which)
             if cams:
@@ -98,15 +100,23 @@ def build_frames(collection: Collection, flame: FLAME, rows: list[Row]) -> Frame
                           pick("transl"), torch.tensor([row[0] for row in rows]))
 
 
+def batch_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """The generator of one training step's batch: a function of the run's seed, the rank and the step alone, so a
+    resumed run draws the batches an unbroken one would, whatever the number of batch workers."""
+    state = np.random.SeedSequence([seed, rank, step]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
 class RayBatches(IterableDataset):
-    """Endless random ray batches; each rank draws its own stream."""
+    """Endless random ray batches, one per training step from start_step on; each rank draws its own stream."""
 
     def __init__(self, images: Tensor, alphas: Tensor, image_frame: Tensor, K: Tensor, c2w: Tensor,
                  frames: FrameSet, depth_faces: Tensor, cfg: DataConfig, seed: int,
-                 valids: Tensor | None = None) -> None:
+                 valids: Tensor | None = None, start_step: int = 0) -> None:
         self.images, self.alphas = images, alphas  # [N, H, W, 3] uint8, [N, H, W] uint8
         self.image_frame, self.K, self.c2w = image_frame, K, c2w  # [N], [N, 3, 3], [N, 4, 4]
         self.frames, self.depth_faces, self.cfg, self.seed = frames, depth_faces, cfg, seed
+        self.start_step = start_step
         fg = alphas.reshape(-1) > 127
         # unknown pixels (valids False) are never drawn: neither a target nor background
         self.known_pixels = None if valids is None else torch.nonzero(valids.reshape(-1))[:, 0]
@@ -139,16 +149,20 @@ class RayBatches(IterableDataset):
         head_o, head_d = self.frames.world_to_head(origins, dirs, frame_idx)
         t, face, _ = self.frames.bvh.raycast(head_o, head_d, frame_idx)
         depth_mask = (face >= 0) & self.depth_faces[face.clamp_min(0)] & (alpha > 0.5)
+        offsets = torch.rand(n, generator=gen)  # each ray's place within its march steps
         return {"origins": origins, "dirs": dirs, "frame_idx": frame_idx, "rgb": target, "alpha": alpha,
                 "background": background, "mesh_depth": torch.where(depth_mask, t, torch.zeros_like(t)),
-                "depth_mask": depth_mask}
+                "depth_mask": depth_mask, "offsets": offsets}
 
     def __iter__(self):
+        """Worker w of W draws the batches of steps start_step + w, + w + W, ...: the loader takes them in turn."""
         info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        gen = torch.Generator().manual_seed(self.seed * 1000 + rank * 100 + (info.id if info else 0))
+        step = self.start_step + worker
         while True:
-            yield self.batch(gen)
+            yield self.batch(batch_generator(self.seed, rank, step))
+            step += workers
 
 
 def _one_thread(worker_id: int) -> None:
@@ -186,12 +200,25 @@ class AvatarDataModule(L.LightningDataModule):
                                      uv_layout=self.uv_layout,
                                      landmark_embedding=cfg.landmark_embedding or meta.landmark_embedding)
         self.appearance_names = meta.appearance_names
-        self.train_rows = _frame_table(self.collection, "train")
-        self.test_rows = _frame_table(self.collection, "test")
+        self.rows = {which: _frame_table(self.collection, which) for which in SPLIT_PARTS}
+        self.train_rows = self.rows["train"]
         self.train_frames = build_frames(self.collection, self.flame, self.train_rows)
-        self.test_frames = build_frames(self.collection, self.flame, self.test_rows)
+        self._held_frames: dict[str, FrameSet] = {}
         self.depth_faces = self.region_faces(depth_regions or ["face"])
         self._images_loaded = False
+
+    def posed(self, which: str) -> FrameSet:
+        """The posed frames of the train, val or test set; the held-out ones are posed on first use, so a training
+        run poses its test frames only for the final figures."""
+        if which == "train":
+            return self.train_frames
+        if which not in self._held_frames:
+            self._held_frames[which] = build_frames(self.collection, self.flame, self.rows[which])
+        return self._held_frames[which]
+
+    @property
+    def test_frames(self) -> FrameSet:
+        return self.posed("test")
 
     def region_faces(self, regions: list[str]) -> Tensor:
         """[F] bool: the faces of the named regions (the depth loss's, the evaluation's face); a region the head
@@ -251,12 +278,15 @@ class AvatarDataModule(L.LightningDataModule):
         return torch.where(self.valids, self.alphas, torch.full_like(self.alphas, 255))
 
     # ------------------------------------------------------------------ held-out views
-    def heldout_views(self, size: int, per_appearance: int) -> list[View]:
-        """Held-out views (frame and camera), evenly spread over each appearance's (all when per_appearance is 0)."""
+    def heldout_views(self, size: int, per_appearance: int, which: str = "test") -> list[View]:
+        """The views (frame and camera) of the test or val set, evenly spread over each appearance's (all when
+        per_appearance is 0); a view's frame indexes `posed(which)`."""
+        if which not in ("val", "test"):
+            raise ValueError(f"heldout_views: which must be 'val' or 'test', got {which!r}")
         apps = list(self.collection)
         views = []
         for a, app in enumerate(apps):
-            pairs = [(f, pos, fid, cam) for f, (aa, pos, fid, cams) in enumerate(self.test_rows) if aa == a
+            pairs = [(f, pos, fid, cam) for f, (aa, pos, fid, cams) in enumerate(self.rows[which]) if aa == a
                      for cam in cams]
             if per_appearance and len(pairs) > per_appearance:
                 pairs = [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, per_appearance).round()]
@@ -289,11 +319,17 @@ class AvatarDataModule(L.LightningDataModule):
         self.load()
         if stage in (None, "fit"):
             self._load_images()
-            self.val_views = self.heldout_views(self.cfg.val_size, self.cfg.val_views_per_appearance)
+            # validation frames only: the test frames are rendered once, for the final figures
+            self.val_views = self.heldout_views(self.cfg.val_size, self.cfg.val_views_per_appearance, "val")
+            if not self.val_views:
+                print(f"[pav] {self.cfg.root}: no validation frames (split.json 'val' is empty in every appearance): "
+                      "training runs without validation")
 
     def train_dataloader(self) -> DataLoader:
+        """Batches from the trainer's step on: Lightning asks after restoring a checkpoint's step."""
+        start = int(self.trainer.global_step) if self.trainer is not None else 0
         dataset = RayBatches(self.images, self.alphas, self.image_frame, self.K, self.c2w, self.train_frames,
-                             self.depth_faces, self.cfg, self.seed, self.valids)
+                             self.depth_faces, self.cfg, self.seed, self.valids, start)
         workers = self.cfg.num_workers
         return DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=workers > 0 and torch.cuda.is_available(), worker_init_fn=_one_thread,

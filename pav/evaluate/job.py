@@ -23,13 +23,14 @@ from ..render.job import DEVICES, RenderError, open_checkpoint, open_collection
 from ..render.renderer import AvatarRenderer
 from ..train.system import AvatarMeta
 
-SPLITS = ("test", "cross", "novel")
+SPLITS = ("test", "val", "cross", "novel")
 
 
 @dataclass
 class EvaluateConfig:
     ckpt: str = MISSING
-    split: str = "test"  # test: held-out views of each appearance | cross: appearance j in the poses of video k
+    split: str = "test"  # test: held-out views of each appearance (the reported figure) | val: its validation views
+    # (what a default is chosen on) | cross: appearance j in the poses of video k
     # (with truth: synthetic only) | novel: appearance j in the poses and expressions of the other videos' held-out
     # frames, no truth: FID against j's own held-out images (the paper's protocol b, any collection)
     out: str = ""  # default: <run dir>/eval/<split>
@@ -110,9 +111,13 @@ def _cross_view(dm: AvatarDataModule, view: View, appearance: str) -> View:
                                name=f"{appearance} as {drive}/{cam}/{frame_id}")
 
 
-def test_items(dm: AvatarDataModule, size: int, per_appearance: int) -> list[Scored]:
+def own_items(dm: AvatarDataModule, size: int, per_appearance: int, which: str) -> list[Scored]:
+    """Each appearance in its own test (or validation) views."""
     names = dm.appearance_names
-    return [Scored(names[v.appearance], v.appearance, v) for v in dm.heldout_views(size, per_appearance)]
+    views = dm.heldout_views(size, per_appearance, which)
+    if not views:
+        raise EvaluateError(f"split={which}: the collection {dm.collection.root} has no {which} frames")
+    return [Scored(names[v.appearance], v.appearance, v) for v in views]
 
 
 def cross_items(dm: AvatarDataModule, names: list[str], size: int, per_pair: int) -> list[Scored]:
@@ -180,8 +185,8 @@ def prepare(cfg: EvaluateConfig) -> EvaluateJob:
         raise EvaluateError(f"collection {root} has the appearances {dm.appearance_names}, {cfg.ckpt} was trained "
                             f"on {meta.appearance_names}; pass the right collection=DIR")
     references = None
-    if cfg.split == "test":
-        items = test_items(dm, cfg.size, cfg.views)
+    if cfg.split in ("test", "val"):
+        items = own_items(dm, cfg.size, cfg.views, cfg.split)
     elif cfg.split == "cross":
         items = cross_items(dm, meta.appearance_names, cfg.size, cfg.views)
     else:
@@ -189,5 +194,6 @@ def prepare(cfg: EvaluateConfig) -> EvaluateJob:
     out = Path(cfg.out) if cfg.out else Path(cfg.ckpt).resolve().parent.parent / "eval" / cfg.split
     available, source = head_regions(dm.flame, dm.cfg.head_regions)
     face = available.get("face")
-    return EvaluateJob(renderer, meta, dm.test_frames.to(device), items, Path(root), out, references, face,
+    frames = dm.posed("val" if cfg.split == "val" else "test")
+    return EvaluateJob(renderer, meta, frames.to(device), items, Path(root), out, references, face,
                        source if face is not None else f"{source} names no face region")

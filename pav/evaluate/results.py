@@ -42,7 +42,8 @@ def unavailable_notes(scores: dict) -> list[str]:
 
 
 def write_markdown(path: Path, result: dict) -> Path:
-    title = {"test": "held-out test views", "cross": "cross-appearance views (appearance j in the poses of video k)",
+    title = {"test": "held-out test views", "val": "validation views (what defaults are chosen on)",
+             "cross": "cross-appearance views (appearance j in the poses of video k)",
              "novel": "novel poses and expressions without truth (appearance j in the other videos' held-out "
                       "frames; FID against j's own held-out images)"}[result["split"]]
     lines = [f"# Evaluation: {title}", "",

@@ -1,4 +1,4 @@
-"""PNG plots of a protocol: held-out PSNR against training steps and minutes per model, one bar chart per metric."""
+"""PNG plots of a protocol: validation PSNR against training steps and minutes per model, one bar chart per metric."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def plot_curves(results: dict, path: Path, x: str = "steps") -> Path | None:
         steps, minutes, values = zip(*curves[name], strict=True)
         ax.plot(minutes if x == "minutes" else steps, values, marker="o", markersize=3, label=name, **style)
     ax.set_xlabel("training minutes (wall clock)" if x == "minutes" else "training step")
-    ax.set_ylabel("held-out PSNR (dB, validation views)")
+    ax.set_ylabel("validation PSNR (dB, frames neither trained nor tested on)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -59,7 +59,7 @@ class RunResult:
     name: str
     train: dict  # the training run's metrics.json (steps, train_minutes, parameters, checkpoint_mb, ...)
     scores: dict  # the evaluation's scores (per_appearance, overall, unavailable)
-    curve: list[tuple[int, float, float]]  # (step, training minutes, held-out validation PSNR) from the log
+    curve: list[tuple[int, float, float]]  # (step, training minutes, validation PSNR: validation frames) from the log
     skipped: bool
 
 

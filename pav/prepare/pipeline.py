@@ -17,6 +17,8 @@ import numpy as np
 from omegaconf import MISSING
 from tqdm import tqdm
 
+from ..data.collection import Split
+from ..data.collection.splits import PROTOCOLS, VAL_FRACTION, video_split
 from ..head.torso import TorsoCut, face_points_mediapipe, torso_pixels
 from .crop import cut_crop, smooth_track, to_crop
 from .decode import VIDEO_EXTS, DecodeError, Source, frame_count, iter_frames, list_sources
@@ -31,12 +33,13 @@ from .write import (
     finish_appearance,
     frame_path,
     mask_path,
+    prepared_frame_ids,
     save_png,
-    split_ids,
     start_appearance,
     valid_path,
     write_collection_meta,
     write_json,
+    write_split,
 )
 
 MIN_FRAMES = 2  # one train and one test frame
@@ -57,7 +60,11 @@ class PrepareConfig:
     smooth_s: float = 0.2  # Gaussian sigma (seconds) of the crop centre over time
     smooth_size_s: float = 1.0  # Gaussian sigma (seconds) of the weighted median of the crop size
     image_fps: float = 0.0  # image folders: 0 = unrelated photos (no smoothing), > 0 = video frames at this rate
+    # which frames are held out (pav/data/collection/splits.py): tail = the last test_fraction of the kept frames;
+    # insta / flashavatar = the last 350 / 500 source frames (scaled to a clip under 1000 frames), their protocols
+    split: str = "tail"
     test_fraction: float = 0.1
+    val_fraction: float = VAL_FRACTION  # the validation stretch before the test frames: defaults are chosen on it
     torso_cut: bool = True  # shoulders and chest unknown (see pav/head/torso.py); False keeps them as targets
 
 
@@ -69,8 +76,15 @@ class NoUsableFrames(RuntimeError):
     """A source that decodes but leaves fewer than MIN_FRAMES frames with a face."""
 
 
+SPLIT_KEYS = ("split", "test_fraction", "val_fraction")  # a prepared appearance is split again, not prepared again
+
+
 def _settings(cfg: PrepareConfig) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("videos", "out")}
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("videos", "out", *SPLIT_KEYS)}
+
+
+def _split(cfg: PrepareConfig, frame_ids: np.ndarray, n_source: int) -> Split:
+    return video_split([int(i) for i in frame_ids], cfg.split, n_source, cfg.test_fraction, cfg.val_fraction)
 
 
 def _check_config(cfg: PrepareConfig) -> None:
@@ -81,6 +95,10 @@ def _check_config(cfg: PrepareConfig) -> None:
                  if getattr(cfg, k) < 0]
     if not 0 <= cfg.test_fraction < 1:
         problems.append(f"test_fraction must be in [0, 1), got {cfg.test_fraction}")
+    if not 0 <= cfg.val_fraction < 1:
+        problems.append(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    if cfg.split not in PROTOCOLS:
+        problems.append(f"split must be one of {', '.join(PROTOCOLS)}, got {cfg.split!r}")
     if problems:
         raise PrepareError("invalid settings: " + "; ".join(problems))
 
@@ -108,7 +126,10 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
                 raise PrepareError(str(err)) from None
             if done is not None:
                 _check_resumable(done, cfg, out / source.name)
-                print(f"{source.name}: already prepared ({done['stats']['kept']} frames), skipped")
+                split = _split(cfg, prepared_frame_ids(out, source.name), done["stats"].get("decoded", 0))
+                again = " (split.json written for split=" + cfg.split + ")" if write_split(out, source.name, split) \
+                    else ""
+                print(f"{source.name}: already prepared ({done['stats']['kept']} frames), skipped{again}")
                 summary["appearances"][source.name] = done["stats"]
                 continue
             models = models or FaceModels(cfg.min_face_score)
@@ -209,6 +230,6 @@ def prepare_source(source: Source, cfg: PrepareConfig, models: FaceModels, out: 
     arrays = {"frame_ids": kept, "crop": crops.astype(np.float32),
               "sharpness": np.array([sharp_of[i] for i in kept], np.float32), "face_box": boxes.astype(np.float32)}
     score = np.array([[faces[i].score] for i in kept], np.float32)  # [T, 1]
-    finish_appearance(out, name, arrays, dense, score, split_ids([int(i) for i in kept], cfg.test_fraction),
+    finish_appearance(out, name, arrays, dense, score, _split(cfg, kept, found.decoded),
                       {"stats": stats, "settings": _settings(cfg)})
     return stats

@@ -22,7 +22,9 @@ from ..data.collection import (
     VALID_DIR,
     AppearanceSpec,
     CollectionMeta,
+    Split,
 )
+from ..data.collection.splits import split_json
 
 CAM = "00"
 PREPARE_FILE = "prepare.npz"
@@ -58,20 +60,29 @@ def start_appearance(out: Path, app: str) -> None:
         (base / name).unlink(missing_ok=True)
 
 
-def split_ids(frame_ids: list[int], test_fraction: float) -> dict[str, list[int]]:
-    """The last `test_fraction` of the frames (at least one when there are two or more) are test."""
-    n = len(frame_ids)
-    n_test = 0 if n < 2 else min(n - 1, max(1, round(test_fraction * n)))
-    return {"train": frame_ids[: n - n_test], "test": frame_ids[n - n_test:]}
+def write_split(out: Path, app: str, split: Split) -> bool:
+    """split.json; False when it already held this split."""
+    path = out / app / SPLIT_FILE
+    text = json.dumps(split_json(split)) + "\n"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+def prepared_frame_ids(out: Path, app: str) -> np.ndarray:
+    """The source frame indices a complete appearance kept [T]."""
+    with np.load(out / app / PREPARE_FILE) as f:
+        return np.asarray(f["frame_ids"], np.int64)
 
 
 def finish_appearance(out: Path, app: str, arrays: dict[str, np.ndarray], dense: np.ndarray,
-                      score: np.ndarray, split: dict[str, list[int]], stats: dict[str, Any]) -> None:
+                      score: np.ndarray, split: Split, stats: dict[str, Any]) -> None:
     """landmarks.npz, split.json, then prepare.npz (atomically, last); `stats` is stored in it as JSON."""
     base = out / app
     np.savez(base / LANDMARKS_FILE, dense=dense.astype(np.float32), dense_indices=np.arange(dense.shape[2]),
              dense_score=score.astype(np.float32))
-    (base / SPLIT_FILE).write_text(json.dumps(split) + "\n", encoding="utf-8")
+    write_split(out, app, split)
     tmp = base / (PREPARE_FILE + ".tmp")
     with open(tmp, "wb") as f:
         np.savez(f, **arrays, summary=np.array(json.dumps(stats)))

@@ -56,10 +56,11 @@ class AvatarRenderer(nn.Module):
         return out
 
     def render_rays(self, origins: Tensor, dirs: Tensor, frame_idx: Tensor, frames: FrameSet,
-                    background: Tensor | None = None, jitter: bool = False) -> RenderOutput:
-        """World rays origins, dirs [R, 3] of frames frame_idx [R] -> RenderOutput; background [R, 3] or None."""
+                    background: Tensor | None = None, offsets: Tensor | None = None) -> RenderOutput:
+        """World rays origins, dirs [R, 3] of frames frame_idx [R] -> RenderOutput; background [R, 3] or None;
+        offsets [R] in [0, 1): each ray's place within its steps (None: their middles)."""
         head_origins, head_dirs = frames.world_to_head(origins, dirs, frame_idx)
-        samples = march(head_origins, head_dirs, self.grid, self.step, self.cfg.max_samples, jitter)
+        samples = march(head_origins, head_dirs, self.grid, self.step, self.cfg.max_samples, offsets)
         sample_frame = frame_idx[samples.ray_idx]  # [M]
         if self.cfg.min_transmittance > 0:
             keep, canon = self.visible_samples(samples, head_dirs, sample_frame, frames, len(origins))

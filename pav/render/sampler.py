@@ -122,10 +122,11 @@ class RaySamples:
 
 @torch.no_grad()
 def march(origins: Tensor, dirs: Tensor, grid: OccupancyGrid, step: float, max_samples: int,
-          jitter: bool) -> RaySamples:
+          offsets: Tensor | None = None) -> RaySamples:
     """Fixed steps of length `step` from where each ray [R, 3] enters the box, kept where the grid is occupied.
 
-    jitter: one random offset per ray (training); otherwise samples sit at the middle of each step.
+    offsets [R] in [0, 1): where in its steps each ray samples (training draws them with its batch, so a step's
+    samples follow from its batch alone); None: the middle of each step.
     No ray is longer than the box's diagonal, max_samples steps: on a GPU the sample grid is that wide, which saves
     reading the longest ray back (a device sync); on a CPU, where that read is free, it is as wide as that ray.
     """
@@ -137,7 +138,7 @@ def march(origins: Tensor, dirs: Tensor, grid: OccupancyGrid, step: float, max_s
         empty = origins.new_zeros(0)
         return RaySamples(origins.new_zeros(0, 3), empty, empty, torch.zeros(0, dtype=torch.long, device=device))
     width = max_samples if origins.is_cuda else int(n_steps[hit].max())
-    offset = torch.rand(len(hit), 1, device=device) if jitter else torch.full((len(hit), 1), 0.5, device=device)
+    offset = offsets[hit, None] if offsets is not None else torch.full((len(hit), 1), 0.5, device=device)
     steps = torch.arange(width, device=device)
     t = near[hit, None] + (steps[None] + offset) * step  # [H, S]
     points = origins[hit, None] + t[:, :, None] * dirs[hit, None]  # [H, S, 3]

@@ -18,8 +18,8 @@ from ..data.collection import (
     CollectionMeta,
     CollectionWriter,
     FlameSequence,
-    Split,
 )
+from ..data.collection.splits import with_validation
 from ..head.flame import FLAME
 from .contact_sheet import write_contact_sheet
 from .looks import make_looks
@@ -170,7 +170,7 @@ def generate(cfg: SyntheticConfig) -> Path:
             Cameras(K=video.K[None].astype(np.float32), c2w=video.c2w[None].astype(np.float32), names=[CAM]),
             FlameSequence(frame_ids=np.arange(cfg.frames), expr=traj.expr.astype(np.float32),
                           rotations=traj.rotations.astype(np.float32), transl=traj.transl.astype(np.float32)),
-            Split(train=[f for f in range(cfg.frames) if f not in set(video.test)], test=list(video.test)),
+            with_validation([f for f in range(cfg.frames) if f not in set(video.test)], list(video.test)),
             landmarks=landmarks,
         )
     writer.finalize()

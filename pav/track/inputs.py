@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.collection import FRAMES_DIR, LANDMARKS_FILE, MASKS_DIR, META_FILE, SPLIT_FILE
+from ..data.collection.splits import split_json, video_split
 
 CAM = "00"
 PREPARE_FILE = "prepare.npz"
@@ -152,11 +153,10 @@ def read_inputs(root: str | Path, names: list[str] | None = None) -> tuple[dict,
     return meta, inputs
 
 
-def read_split(root: Path, name: str, frame_ids: np.ndarray) -> dict[str, list[int]]:
-    """split.json when present; otherwise the last tenth of the frames is held out."""
+def read_split(root: Path, name: str, frame_ids: np.ndarray) -> dict:
+    """split.json when present; otherwise pav.prepare's default: the last tenth held out, the stretch before it
+    validates."""
     path = root / name / SPLIT_FILE
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
-    n_test = max(1, len(frame_ids) // 10) if len(frame_ids) >= 2 else 0
-    ids = [int(i) for i in frame_ids]
-    return {"train": ids[: len(ids) - n_test], "test": ids[len(ids) - n_test:]}
+    return split_json(video_split([int(i) for i in frame_ids]))

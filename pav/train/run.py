@@ -119,20 +119,43 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return path if path.exists() else None
 
 
-def check_resume_model(path: Path, model: dict) -> int:
-    """The step of the checkpoint a run resumes from; a clear error naming the model options that differ from its
-    own, since a resumed run must build the model the checkpoint holds."""
+# what a resumed run may change: how it runs and reports; everything else makes the step the checkpoint's run took
+RESUME_MAY_CHANGE = ("trainer", "logger", "checkpoint_every", "require_cuda_ops", "data.root", "data.num_workers",
+                     "data.verify_images", "data.val_size", "data.val_views_per_appearance",
+                     "data.eval_views_per_appearance", "data.eval_size", "render.chunk_rays", "render.segment_samples")
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_resume(path: Path, config: dict) -> int:
+    """The step of the checkpoint a run resumes from; a clear error naming every option that differs from the
+    checkpoint's run and that a resume cannot change (the model, the render, the losses, the optimiser, the batches,
+    the seed)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise RuntimeError(f"{path}: cannot be read as a checkpoint ({exc}); delete it to start over") from exc
-    saved = ckpt.get("pav", {}).get("config", {}).get("model", {})
-    saved = with_older_defaults(saved) if saved else {}
-    differ = [f"model.{k}={saved[k]!r} there, {model.get(k)!r} now" for k in sorted(saved) if saved[k] != model.get(k)]
+    saved = dict(ckpt.get("pav", {}).get("config", {}))
+    if isinstance(saved.get("model"), dict):
+        saved["model"] = with_older_defaults(saved["model"])
+    before, now = _flat(saved), _flat(config)
+    differ = [f"{k}={before[k]!r} there, {now[k]!r} now" for k in sorted(before) if k in now and before[k] != now[k]
+              and not any(k == m or k.startswith(m + ".") for m in RESUME_MAY_CHANGE)]
     if differ:
+        hint = (" (for a run begun before model.pose_cond and model.rigid_reach existed: model.pose_cond=false "
+                "model.rigid_reach=inf)" if any(d.startswith(("model.pose_cond", "model.rigid_reach")) for d in differ)
+                else "")
         raise RuntimeError(f"{path} cannot be resumed with these options: {'; '.join(differ)}. Pass the "
-                           f"checkpoint's values (for example model.pose_cond=false model.rigid_reach=inf for a run "
-                           f"begun before those existed) or train in a new run dir")
+                           f"checkpoint's values{hint} or train in a new run dir; a resume may change only "
+                           f"{', '.join(RESUME_MAY_CHANGE)}")
     return int(ckpt.get("global_step", 0))
 
 
@@ -156,7 +179,7 @@ def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
 
     resume = last_checkpoint(run_dir)
     if resume is not None:
-        print(f"[pav] Resuming from {resume} at step {check_resume_model(resume, resolved['model'])}")
+        print(f"[pav] Resuming from {resume} at step {check_resume(resume, resolved)}")
     trainer_args = dict(resolved["trainer"])
     trainer_args.pop("name")
     trainer_args["strategy"] = _strategy(trainer_args["strategy"])
@@ -184,12 +207,15 @@ def run(cfg: DictConfig | dict, run_dir: str | Path) -> dict:
 def write_metrics(system: AvatarSystem, dm: AvatarDataModule, typed: TrainConfig, run_dir: Path, ckpt: Path,
                   fit_seconds: float, device: torch.device | None = None) -> dict:
     renderer = system.renderer.to(device or system.device).eval()
-    frames = dm.test_frames.to(renderer.field.box_min.device)
-    views = dm.heldout_views(typed.data.eval_size, typed.data.eval_views_per_appearance)
     start = time.time()
-    scores, _ = score_views(renderer, frames, views, dm.appearance_names, progress=True)
+    scored = {}
+    for which in ("val", "test"):  # validation first: what a default is chosen on; the test frames last, once
+        views = dm.heldout_views(typed.data.eval_size, typed.data.eval_views_per_appearance, which)
+        frames = dm.posed(which).to(renderer.field.box_min.device)
+        scored[which] = score_views(renderer, frames, views, dm.appearance_names, progress=True)[0] if views else None
     metrics = {
-        **scores,
+        **scored["test"],
+        "validation": scored["val"],
         "steps": int(system.global_step),
         "train_minutes": system.train_seconds / 60.0,
         "fit_wall_minutes_this_run": fit_seconds / 60.0,
@@ -210,6 +236,10 @@ def format_metrics(metrics: dict) -> str:
     for name, s in metrics["per_appearance"].items():
         lines.append(f"| {name} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['views']} |")
     lines.append(f"| **mean** | **{metrics['mean']['psnr']:.2f}** | **{metrics['mean']['ssim']:.4f}** | |")
+    if metrics.get("validation"):
+        val = metrics["validation"]["mean"]
+        lines.append(f"\nvalidation frames (what defaults are chosen on): PSNR {val['psnr']:.2f}, "
+                     f"SSIM {val['ssim']:.4f}")
     lines.append(f"\n{metrics['model']}: {metrics['steps']} steps, {metrics['train_minutes']:.1f} min, "
                  f"{metrics['parameters'] / 1e6:.2f} M parameters, checkpoint {metrics['checkpoint_mb']:.1f} MB")
     return "\n".join(lines)

@@ -118,8 +118,7 @@ class AvatarSystem(L.LightningModule):
 
     # ------------------------------------------------------------------ frames on the module's device
     def frames(self, which: str) -> FrameSet:
-        dm = self.trainer.datamodule
-        source = dm.train_frames if which == "train" else dm.test_frames
+        source = self.trainer.datamodule.posed(which)
         cached = self._device_frames.get(which)
         if cached is None or cached.posed_verts.device != self.device:
             cached = self._device_frames[which] = source.to(self.device)
@@ -165,7 +164,7 @@ class AvatarSystem(L.LightningModule):
         batch = ray_subset(batch, rays_for_samples(len(batch["origins"]), self.optim_cfg.target_samples,
                                                    self._samples_per_ray))
         out = self.renderer.render_rays(batch["origins"], batch["dirs"], batch["frame_idx"], frames,
-                                        batch["background"], jitter=True)
+                                        batch["background"], batch["offsets"])
         n_rays = len(batch["origins"])
         distortion = None
         if self.loss_cfg.lambda_distortion > 0:
@@ -206,7 +205,7 @@ class AvatarSystem(L.LightningModule):
     def validation_step(self, view: View, batch_idx: int) -> None:
         if self.global_rank != 0:  # every rank holds the same weights: one renders, the others go on
             return
-        scores, images = score_views(self.renderer, self.frames("test"), [view], self.meta.appearance_names)
+        scores, images = score_views(self.renderer, self.frames("val"), [view], self.meta.appearance_names)
         self._val_results.append((view, images[0][1], scores))
 
     def on_validation_epoch_end(self) -> None:
@@ -248,7 +247,12 @@ class AvatarSystem(L.LightningModule):
     # ------------------------------------------------------------------ checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["pav"] = {"meta": self.meta.to_dict(), "config": self.resolved_config,
-                             "train_seconds": self.train_seconds, "format": 1}
+                             "train_seconds": self.train_seconds, "samples_per_ray": self._samples_per_ray,
+                             "format": 1}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.train_seconds = float(checkpoint.get("pav", {}).get("train_seconds", 0.0))
+        """What the next step depends on besides the weights, the optimiser and the grid: the sample target's
+        samples per ray (older checkpoints: unknown, so that step trains every ray)."""
+        saved = checkpoint.get("pav", {})
+        self.train_seconds = float(saved.get("train_seconds", 0.0))
+        self._samples_per_ray = saved.get("samples_per_ray")

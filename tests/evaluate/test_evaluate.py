@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from pav.common.cli import ConfigError, parse_overrides
+from pav.data.collection import Collection
 from pav.evaluate import EvaluateConfig, EvaluateError, evaluate
 from pav.evaluate.__main__ import main
 from pav.experiments import ExperimentsConfig, run_protocol
@@ -34,7 +35,7 @@ def run_eval(avatar, out, *options):
                                                       "progress=false", *options]))
 
 
-@pytest.mark.parametrize("split", ["test", "cross"])
+@pytest.mark.parametrize("split", ["test", "val", "cross"])
 def test_evaluate_writes_every_file(tiny_avatar, tmp_path, empty_hub, split):
     result = run_eval(tiny_avatar, tmp_path, f"split={split}")
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -56,6 +57,11 @@ def test_evaluate_writes_every_file(tiny_avatar, tmp_path, empty_hub, split):
     assert "| appearance | face PSNR ↑ | rest PSNR ↑ |" in markdown
     if split == "cross":  # every row is one appearance drawn in the other video's poses
         assert " as " in saved["error_maps"]["short_dark"]["view"]
+    collection = Collection.open(tiny_avatar.collection, verify_images="none")
+    for name in NAMES:  # split=val scores the validation frames, never a test frame
+        video, _, frame = saved["error_maps"][name]["view"].split(" as ")[-1].split("/")
+        shown = collection[video].split
+        assert int(frame) in (shown.val if split == "val" else shown.test), (name, video, frame)
 
 
 def test_novel_split_compares_renders_with_the_appearances_own_images(tiny_avatar, tmp_path, empty_hub):
@@ -82,7 +88,7 @@ def test_missing_checkpoint_or_collection_is_named(tiny_avatar, tmp_path):
         main([f"ckpt={tmp_path / 'none.ckpt'}"])
     with pytest.raises(ConfigError, match="splt"):  # a mistyped key fails at start
         main([f"ckpt={tiny_avatar.ckpt}", "splt=cross"])
-    with pytest.raises(EvaluateError, match="split='train' is not one of test, cross"):
+    with pytest.raises(EvaluateError, match="split='train' is not one of test, val, cross"):
         run_eval(tiny_avatar, tmp_path, "split=train")
 
 

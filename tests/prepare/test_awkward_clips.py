@@ -24,11 +24,11 @@ def test_a_clip_with_no_face_names_the_file(tmp_path, photo):
         _prepare(tmp_path, sky, "sky")
 
 
-def test_a_clip_of_three_frames_trains_on_two_and_tests_on_one(tmp_path, clip_frames):
+def test_a_clip_of_three_frames_trains_validates_and_tests_on_one_each(tmp_path, clip_frames):
     summary = _prepare(tmp_path, clip_frames[:3], "short")
     assert summary["appearances"]["short"]["kept"] == 3
     split = json.loads((tmp_path / "out" / "short" / "split.json").read_text())
-    assert len(split["train"]) == 2 and len(split["test"]) == 1
+    assert len(split["train"]) == len(split["val"]) == len(split["test"]) == 1
 
 
 def test_a_portrait_clip_keeps_the_face_and_marks_the_rest_unknown(tmp_path, photo):

@@ -10,7 +10,6 @@ from pav.prepare.decode import DecodeError, frame_count, list_sources, sanitize
 from pav.prepare.detect import FaceBox
 from pav.prepare.matte import guided_filter, refine_matte
 from pav.prepare.sample import sample_windows, scan
-from pav.prepare.write import split_ids
 
 
 def test_sources_are_named_sanitised_and_sorted(tmp_path):
@@ -114,8 +113,3 @@ def test_guided_filter_moves_a_soft_mask_edge_onto_the_colour_edge():
     inside[:, 120:] = False
     alpha = refine_matte(rgb, soft, inside)
     assert alpha.dtype == np.uint8 and (alpha[:, 120:] == 0).all() and alpha[:, 100].min() > 250
-
-
-def test_split_takes_the_last_tenth_as_test():
-    assert split_ids(list(range(20)), 0.1) == {"train": list(range(18)), "test": [18, 19]}
-    assert split_ids([3, 9], 0.1) == {"train": [3], "test": [9]}

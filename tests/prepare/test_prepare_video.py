@@ -1,6 +1,7 @@
 """python -m pav.prepare end to end on a synthetic clip with known motion, plus broken inputs."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -94,7 +95,8 @@ def test_written_files_match_the_contract(prepared, videos):
     assert lm["dense"].dtype == np.float32 and lm["dense"].shape == (T, 1, 478, 2)
     assert lm["dense_indices"].dtype == np.int64 and lm["dense_indices"].tolist() == list(range(478))
     assert lm["dense_score"].dtype == np.float32 and lm["dense_score"].shape == (T, 1)
-    assert json.loads((out / "astro" / "split.json").read_text()) == {"train": list(range(14)), "test": [14, 15]}
+    assert json.loads((out / "astro" / "split.json").read_text()) == {"version": 2, "train": list(range(13)),
+                                                                      "val": [13], "test": [14, 15]}
 
     frame = Image.open(out / "astro" / "frames" / "00" / ids[0])
     mask = Image.open(out / "astro" / "masks" / "00" / ids[0])
@@ -151,6 +153,21 @@ def test_rerun_skips_completed_appearances(prepared, videos, capsys):
     assert again == summary and (out / "astro" / "prepare.npz").stat().st_mtime_ns == stamp
     with pytest.raises(PrepareError, match="prepared with other settings: size=256"):
         prepare(PrepareConfig(videos=str(videos), out=str(out), size=128))
+
+
+def test_another_split_rewrites_split_json_without_preparing_again(prepared, videos, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(prepared[0], out)
+    stamp = (out / "astro" / "prepare.npz").stat().st_mtime_ns
+    prepare(PrepareConfig(videos=str(videos), out=str(out), size=SIZE, split="insta"))
+    said = capsys.readouterr().out
+    assert "astro: already prepared (16 frames), skipped (split.json written for split=insta)" in said
+    assert (out / "astro" / "prepare.npz").stat().st_mtime_ns == stamp
+    # 16 source frames: the last round(350 * 16 / 1000) = 6 are test, one before them validates
+    assert json.loads((out / "astro" / "split.json").read_text()) == {"version": 2, "train": list(range(9)),
+                                                                      "val": [9], "test": list(range(10, 16))}
+    with pytest.raises(PrepareError, match="split must be one of tail, insta, flashavatar, got 'last'"):
+        prepare(PrepareConfig(videos=str(videos), out=str(out), size=SIZE, split="last"))
 
 
 def test_folder_without_usable_video_is_a_clear_error(tmp_path):

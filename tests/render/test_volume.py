@@ -57,7 +57,7 @@ def test_march_keeps_steps_inside_occupied_cells():
     grid.occupied[idx] = True  # one cell: [0, 0.5]^3
     origins = torch.tensor([[0.25, 0.25, -3.0], [0.75, 0.75, -3.0]])
     dirs = torch.tensor([[0.0, 0, 1], [0.0, 0, 1]])
-    samples = march(origins, dirs, grid, step=0.01, max_samples=1000, jitter=False)
+    samples = march(origins, dirs, grid, step=0.01, max_samples=1000)
     assert (samples.ray_idx == 0).all()
     z = samples.points[:, 2]
     assert len(z) == 50 and float(z.min()) > 0 and float(z.max()) < 0.5

@@ -1,5 +1,6 @@
 """Training end to end on a tiny collection: loss goes down, runs resume after kill -9, bad data stops early."""
 
+import copy
 import csv
 import dataclasses
 import json
@@ -14,13 +15,14 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from pav.data.collection import CollectionError
+from pav.data.collection import Collection, CollectionError
 from pav.data.datamodule import AvatarDataModule
 from pav.fields.avatar import ModelConfig
 from pav.train.checkpoint import load_avatar
 from pav.train.config import typed_config
-from pav.train.run import check_resume_model, make_meta, run
+from pav.train.run import check_resume, make_meta, run
 from pav.train.system import AvatarSystem, lr_factor, ray_subset, rays_for_samples
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,6 +197,35 @@ def test_resume_after_kill_continues_at_the_saved_step(tiny_collection, tmp_path
     torch.testing.assert_close(renderer.grid.occupied, final["state_dict"]["renderer.grid.occupied"])
 
 
+def _train_recording(monkeypatch, run_dir: Path, *overrides: str) -> dict[int, tuple[dict, float | None]]:
+    """step -> (the batch its training step got, the sample target's samples per ray going into it)."""
+    seen = {}
+    step = AvatarSystem.training_step
+
+    def recording(self, batch, batch_idx):
+        seen[self.global_step] = ({k: v.clone() for k, v in batch.items()}, self._samples_per_ray)
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(AvatarSystem, "training_step", recording)
+    run(config(*overrides, "logger=none", "trainer.val_check_interval=100", "trainer.num_sanity_val_steps=0",
+               "data.eval_size=16", "optim.target_samples=2000"), run_dir)
+    return seen
+
+
+def test_a_resumed_run_draws_the_batches_and_rays_of_an_unbroken_one(tiny_collection, tmp_path, monkeypatch):
+    data = f"data.root={tiny_collection}"
+    unbroken = _train_recording(monkeypatch, tmp_path / "unbroken", data, "trainer.max_steps=6", "checkpoint_every=3")
+    _train_recording(monkeypatch, tmp_path / "broken", data, "trainer.max_steps=3", "checkpoint_every=3")
+    resumed = _train_recording(monkeypatch, tmp_path / "broken", data, "trainer.max_steps=6", "checkpoint_every=3")
+    assert sorted(resumed) == [3, 4, 5]
+    for step in resumed:
+        batch, samples_per_ray = resumed[step]
+        assert samples_per_ray == unbroken[step][1] and samples_per_ray is not None, step  # the same sample target
+        for key, value in unbroken[step][0].items():
+            assert torch.equal(batch[key], value), (step, key)
+    assert not torch.equal(unbroken[3][0]["origins"], unbroken[4][0]["origins"])  # a new batch every step
+
+
 def _copy(src: Path, dst: Path) -> Path:
     import shutil
 
@@ -297,5 +328,53 @@ def test_a_run_begun_before_pose_conditioning_is_not_resumed_into_a_mismatch(tmp
     path = tmp_path / "last.ckpt"
     torch.save({"pav": {"config": {"model": old}}, "global_step": 10}, path)
     with pytest.raises(RuntimeError, match=r"model.pose_cond=False there, True now.*model.rigid_reach=inf"):
-        check_resume_model(path, model)
-    check_resume_model(path, {**model, "pose_cond": False, "rigid_reach": float("inf")})  # the old model: fine
+        check_resume(path, {"model": model})
+    check_resume(path, {"model": {**model, "pose_cond": False, "rigid_reach": float("inf")}})  # the old model: fine
+
+
+def test_a_resume_names_every_option_it_cannot_change(tiny_collection, tmp_path):
+    saved = OmegaConf.to_container(OmegaConf.structured(typed_config(config(f"data.root={tiny_collection}"))))
+    path = tmp_path / "last.ckpt"
+    torch.save({"pav": {"config": saved}, "global_step": 7}, path)
+    changed = copy.deepcopy(saved)
+    changed["render"]["grid_resolution"] //= 2  # the grid's shape: a state-dict mismatch before
+    changed["render"]["max_samples"] *= 2  # silently another step before
+    changed["data"]["rays_per_batch"] += 1
+    changed["seed"] += 1
+    with pytest.raises(RuntimeError, match=r"data.rays_per_batch=.*render.grid_resolution=.*render.max_samples=.*"
+                                           r"seed=0 there, 1 now"):
+        check_resume(path, changed)
+    ok = copy.deepcopy(saved)
+    ok["trainer"]["max_steps"] *= 2  # train on
+    ok["data"]["num_workers"] = 2  # the batches follow the step, not the workers
+    ok["render"]["segment_samples"] = 0  # the same samples, another speed
+    ok["data"]["root"] = str(tmp_path / "moved")
+    assert check_resume(path, ok) == 7
+
+
+def test_training_reads_no_test_frame_before_its_final_figures(tiny_collection, tmp_path, monkeypatch):
+    """Validation renders the validation frames; the test frames' images and poses are touched only once training
+    has ended, for metrics.json."""
+    from pav.data.collection import Appearance
+    from pav.train import run as run_module
+
+    phase, read, posed = ["fit"], [], []
+    for method in ("frame_path", "mask_path"):
+        real = getattr(Appearance, method)
+        monkeypatch.setattr(Appearance, method, lambda self, cam, fid, real=real: (
+            read.append((phase[0], self.name, int(fid))), real(self, cam, fid))[1])
+    real_posed, real_metrics = AvatarDataModule.posed, run_module.write_metrics
+    monkeypatch.setattr(AvatarDataModule, "posed", lambda self, which: (posed.append((phase[0], which)),
+                                                                        real_posed(self, which))[1])
+    monkeypatch.setattr(run_module, "write_metrics", lambda *a, **k: (phase.__setitem__(0, "final"),
+                                                                      real_metrics(*a, **k))[1])
+    metrics = run(config(f"data.root={tiny_collection}", "trainer.max_steps=4", "trainer.val_check_interval=2",
+                         "logger=none", "data.eval_size=16"), tmp_path / "run")
+    splits = {app.name: app.split for app in Collection.open(tiny_collection)}
+    during = {(name, fid) for when, name, fid in read if when == "fit"}
+    assert during and all(fid in splits[name].train + splits[name].val for name, fid in during)
+    assert {(name, fid) for name in splits for fid in splits[name].val} <= during  # validation ran, on its frames
+    assert ("fit", "test") not in posed and ("fit", "val") in posed
+    after = {(name, fid) for when, name, fid in read if when == "final"}
+    assert any(fid in splits[name].test for name, fid in after)  # the final figures: the test frames
+    assert metrics["validation"]["mean"]["psnr"] > 0 and metrics["mean"]["psnr"] > 0

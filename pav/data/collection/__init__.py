@@ -12,7 +12,9 @@
         cameras.npz                 K [C,3,3], c2w [C,4,4] or [T,C,4,4] (OpenCV camera-to-world), names [C]
         flame.npz                   frame_ids [T], expr [T,n_expr], rotations [T,5,3], transl [T,3]
         landmarks.npz               optional: arrays [T,C,...]; index arrays named "*_indices" [M]
-        split.json                  {"train": [ids], "test": [ids]}
+        split.json                  {"version": 2, "train": [ids], "val": [ids], "test": [ids]}: validation frames
+                                    are neither trained on nor reported; a split.json without a version takes
+                                    its validation from its train frames (splits.py)
     ROOT/cross/<appearance>/<drive>/{frames,masks}/<cam>/<id:06d>.png
                                     <appearance> rendered with <drive>'s cameras and FLAME
                                     parameters at <drive>'s test frame ids (synthetic data only)
@@ -43,6 +45,7 @@ from .format import (
     ROTATION_NAMES,
     SHAPE_FILE,
     SPLIT_FILE,
+    SPLIT_VERSION,
     VALID_DIR,
     VERIFY_LEVELS,
     VERSION,
@@ -62,6 +65,6 @@ __all__ = [
     "Appearance", "AppearanceSpec", "CAMERAS_FILE", "CROSS_DIR", "Cameras", "Collection", "CollectionError",
     "CollectionMeta", "CollectionWriter", "FLAME_FILE", "FORMAT", "FRAMES_DIR", "FRAME_EXTS", "FlameSequence",
     "KINDS", "LANDMARKS_FILE", "MASKS_DIR", "MASK_EXTS", "META_FILE", "PNG_COMPRESS_LEVEL", "ROTATION_NAMES",
-    "SHAPE_FILE", "SPLIT_FILE", "VALID_DIR",
+    "SHAPE_FILE", "SPLIT_FILE", "SPLIT_VERSION", "VALID_DIR",
     "Split", "VERIFY_LEVELS", "VERSION", "VerifyLevel", "read_flame_npz",
 ]

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .format import _NAME_RE, POSE_TOL, ROTATION_NAMES, Cameras, FlameSequence, Split
+from .format import _NAME_RE, POSE_TOL, ROTATION_NAMES, SPLIT_VERSION, Cameras, FlameSequence, Split
 from .problems import _list_some, _Problems
+from .splits import with_validation
 
 # Shared by the writer (before writing) and the reader (after loading); each returns the
 # checked value, or None after adding problems.
@@ -209,16 +210,24 @@ def _check_c2w_values(c2w: np.ndarray, cam_labels: Sequence[str], where: str, p:
 
 def _check_split(raw: object, frame_ids: set[int] | None, where: str, p: _Problems,
                  camera_names: Sequence[str] | None = None) -> Split | None:
+    """The split; one without a version (written before validation existed) gets its validation stretch from its
+    train frames, which then train no more."""
     if not isinstance(raw, dict):
         p.add(where, f"must be a JSON object with 'train' and 'test', got {type(raw).__name__}")
         return None
     before = len(p)
-    for key in sorted(set(raw) - {"train", "test", "test_cameras"}):
-        p.add(where, f"unknown field '{key}' (expected 'train', 'test' and optionally 'test_cameras')")
+    version = raw.get("version", 1)
+    if version not in (1, SPLIT_VERSION):
+        p.add(where, f"field 'version' must be {SPLIT_VERSION} (or absent: the first version), got {version!r}")
+        return None
+    known = {"train", "test", "test_cameras"} | ({"version", "val"} if version == SPLIT_VERSION else set())
+    for key in sorted(set(raw) - known):
+        p.add(where, f"unknown field '{key}' (expected {', '.join(repr(k) for k in sorted(known))}"
+                     + ("; 'val' needs \"version\": 2)" if key == "val" else ")"))
     test_cameras = _check_test_cameras(raw.get("test_cameras", []), camera_names, where, p)
-    lists = {key: _id_list(raw, key, where, p) for key in ("train", "test")}
-    train, test = lists["train"], lists["test"]
-    if test is not None and not test:
+    parts = ("train", "val", "test") if version == SPLIT_VERSION else ("train", "test")
+    lists = {key: _id_list(raw, key, where, p) for key in parts}
+    if lists["test"] is not None and not lists["test"]:
         p.add(where, "field 'test' is empty; at least one test frame is required")
     for key, ids in lists.items():
         if ids is not None and frame_ids is not None:
@@ -226,14 +235,18 @@ def _check_split(raw: object, frame_ids: set[int] | None, where: str, p: _Proble
             if unknown:
                 p.add(where, f"field '{key}' has frame ids not in flame.npz 'frame_ids': "
                              f"{_list_some(unknown)}")
-    if train is not None and test is not None:
-        both = sorted(set(train) & set(test))
-        if both:
-            shown = _list_some([str(i) for i in both])
-            p.add(where, f"fields 'train' and 'test' overlap at frame ids {shown}")
-    if len(p) > before or train is None or test is None:
+    for i, first in enumerate(parts):
+        for second in parts[i + 1:]:
+            if lists[first] is not None and lists[second] is not None:
+                both = sorted(set(lists[first]) & set(lists[second]))
+                if both:
+                    p.add(where, f"fields '{first}' and '{second}' overlap at frame ids "
+                                 f"{_list_some([str(i) for i in both])}")
+    if len(p) > before or any(ids is None for ids in lists.values()):
         return None
-    return Split(train, test, test_cameras)
+    if version == 1:
+        return with_validation(lists["train"], lists["test"], test_cameras=test_cameras)
+    return Split(lists["train"], lists["test"], test_cameras, lists["val"])
 
 
 def _check_test_cameras(raw: object, camera_names: Sequence[str] | None, where: str, p: _Problems) -> list[str]:

@@ -143,21 +143,32 @@ class FlameSequence:
             raise KeyError(f"frame id {frame_id} not in flame.npz field 'frame_ids'") from None
 
 
+SPLIT_VERSION = 2  # 2 adds 'val'; a split.json without a version takes its validation from its train frames
+SPLIT_PARTS = ("train", "val", "test")
+
+
 @dataclass
 class Split:
+    """Which frames train, which choose (validation: never trained on, never reported) and which are reported
+    (test: rendered for the final figures alone)."""
+
     train: list[int]
     test: list[int]
     test_cameras: list[str] = field(default_factory=list)  # multiview: cameras never trained on (novel views)
+    val: list[int] = field(default_factory=list)
 
     def cameras(self, frame_id: int, camera_names: Sequence[str], which: str) -> list[str]:
-        """The cameras of one frame in the train or held-out set: test frames are held out in every camera,
-        train frames only in the test cameras."""
+        """The cameras of one frame in the train, val or test set: test frames are held out in every camera, train
+        and validation frames are seen through the training cameras (and are test views in the test cameras)."""
+        if which not in SPLIT_PARTS:
+            raise ValueError(f"Split.cameras: which must be one of {SPLIT_PARTS}, got {which!r}")
         held = set(self.test_cameras)
-        if which == "train":
-            return [c for c in camera_names if c not in held] if frame_id in set(self.train) else []
+        if which in ("train", "val"):
+            own = self.train if which == "train" else self.val
+            return [c for c in camera_names if c not in held] if frame_id in set(own) else []
         if frame_id in set(self.test):
             return list(camera_names)
-        return [c for c in camera_names if c in held] if frame_id in set(self.train) else []
+        return [c for c in camera_names if c in held] if frame_id in set(self.train) | set(self.val) else []
 
 
 def _frame_file(base: Path, cam: str, frame_id: int, ext: str = ".png") -> Path:

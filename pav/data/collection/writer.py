@@ -36,11 +36,11 @@ from .format import (
     _cross_base,
     _frame_file,
     _mask_file,
-    _plain,
     _valid_file,
 )
 from .meta import _parse_meta
 from .problems import _Problems, _raise_value_error
+from .splits import split_json
 
 
 class CollectionWriter:
@@ -117,10 +117,7 @@ class CollectionWriter:
         camera_arrays = {"K": cameras.K, "c2w": cameras.c2w, "names": np.asarray(list(cameras.names))}
         checked_cams = _check_camera_arrays(camera_arrays, n_frames, spec.kind, f"{name}/{CAMERAS_FILE}", p)
         ids = None if checked_flame is None else {int(i) for i in checked_flame.frame_ids}
-        split_raw: dict[str, Any] = {"train": [_plain(i) for i in split.train],
-                                     "test": [_plain(i) for i in split.test]}
-        if split.test_cameras:
-            split_raw["test_cameras"] = [str(c) for c in split.test_cameras]
+        split_raw = split_json(split)
         names = None if checked_cams is None else list(checked_cams.names)
         _check_split(split_raw, ids, f"{name}/{SPLIT_FILE}", p, names)
         if landmarks is not None:

@@ -16,6 +16,7 @@ from ...head.flame import FLAME
 from ...head.torso import TorsoCut, face_points_68, torso_pixels
 from ...synthetic.motion import test_frames
 from ..collection import Cameras, CollectionWriter, FlameSequence, Split
+from ..collection.splits import with_validation
 from .fit import KeypointObservations, fit_keypoints
 from .flame_fits import RenderMeError, mask_coverage, read_fits, to_collection
 from .geometry import crop_resize_intrinsics, square_crop
@@ -129,9 +130,9 @@ def convert_part(part: str, reader: SMCReader, identity: Identity, flame: FLAME,
     report["torso_unknown"] = _write_torso_cut(writer, part, cams, geos, c2w, good, flame, identity.shape,
                                                rotations, transl, expr) if cfg.torso_cut else None
     positions = set(test_frames(len(good)))
-    split = Split(train=[f for i, f in enumerate(good) if i not in positions],
-                  test=[f for i, f in enumerate(good) if i in positions],
-                  test_cameras=held_out_cameras(cfg.test_cameras, cams))
+    split = with_validation([f for i, f in enumerate(good) if i not in positions],
+                            [f for i, f in enumerate(good) if i in positions],
+                            test_cameras=held_out_cameras(cfg.test_cameras, cams))
     cameras = Cameras(K=np.stack([geos[c].K_out for c in cams]).astype(np.float32), c2w=c2w.astype(np.float32),
                       names=cams)
     flame_seq = FlameSequence(frame_ids=np.asarray(good, dtype=np.int64), expr=expr.astype(np.float32),
