@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ PHONE_FOCAL = 0.87  # x source width: a 60-degree horizontal field of view
 DEVICES = ("auto", "cpu", "cuda")
 # what a saved result does not depend on: a run started on the CPU resumes on a GPU
 RUN_ONLY_KEYS = ("collection", "overlay", "fps", "restart", "threads", "device")
+HEAD_FILE_KEYS = ("head_model", "uv_layout", "landmark_embedding")  # collection.json records them
 
 
 class TrackConfigError(ValueError):
@@ -107,11 +108,17 @@ def initial_focal(cfg: TrackConfig, inp: TrackInput) -> float:
     return DEFAULT_FOCAL * inp.image_size[1]
 
 
+def head_files(cfg: TrackConfig, meta: dict) -> dict[str, str | None]:
+    """The head model and its files: the command line's, else collection.json's (a rerun needs no paths)."""
+    files = {key: getattr(cfg, key) or meta.get(key) for key in HEAD_FILE_KEYS}
+    return {**files, "head_model": files["head_model"] or "procedural:0"}
+
+
 def load_head(cfg: TrackConfig, meta: dict, device: torch.device | str = "cpu") -> tuple[FLAME, str]:
-    head = cfg.head_model or meta.get("head_model") or "procedural:0"
-    flame = FLAME.from_file(head, n_shape=cfg.n_shape, n_expr=cfg.n_expr,
-                            uv_layout=cfg.uv_layout or meta.get("uv_layout"), landmark_embedding=cfg.landmark_embedding)
-    return flame.to(device), head
+    files = head_files(cfg, meta)
+    flame = FLAME.from_file(files["head_model"], n_shape=cfg.n_shape, n_expr=cfg.n_expr,
+                            uv_layout=files["uv_layout"], landmark_embedding=files["landmark_embedding"])
+    return flame.to(device), files["head_model"]
 
 
 def track(cfg: TrackConfig) -> dict:
@@ -121,6 +128,8 @@ def track(cfg: TrackConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     root = Path(cfg.collection)
     meta, inputs = read_inputs(root)
+    # the files actually used: a rerun that takes them from collection.json has the first run's settings
+    cfg = replace(cfg, **head_files(cfg, meta))
     flame, head = load_head(cfg, meta, device)
     ids = {tuple(inp.landmark_ids.tolist()) for inp in inputs}
     if len(ids) != 1:
