@@ -3,15 +3,18 @@
 Order: (1) the identity: one shape and a focal length per video from keyframes of all videos
 together; (2) per video, with the shape fixed: rigid placement, keyframes, interpolation, every
 frame with temporal smoothness, then (optionally) the photometric refinement. Each step's result
-is saved under ROOT/tracking/, so a rerun resumes with the first unfinished appearance.
+is saved under ROOT/tracking/, so a rerun resumes with the first unfinished appearance. The saved
+identity records the appearances it saw and each appearance's result the shape it was fitted with:
+a collection whose appearances changed fits the shape, then every appearance, again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +39,7 @@ PHONE_FOCAL = 0.87  # x source width: a 60-degree horizontal field of view
 DEVICES = ("auto", "cpu", "cuda")
 # what a saved result does not depend on: a run started on the CPU resumes on a GPU
 RUN_ONLY_KEYS = ("collection", "overlay", "fps", "restart", "threads", "device")
+HEAD_FILE_KEYS = ("head_model", "uv_layout", "landmark_embedding")  # collection.json records them
 
 
 class TrackConfigError(ValueError):
@@ -82,13 +86,77 @@ def _settings(cfg: TrackConfig, w: FitWeights) -> dict:
     return json.loads(json.dumps({**keep, "weights": asdict(w)}))
 
 
-def _load_state(path: Path, settings: dict) -> dict[str, np.ndarray] | None:
+def _read_state(path: Path) -> dict[str, np.ndarray] | None:
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as archive:
-        state = {k: archive[k] for k in archive.files}
-    if json.loads(str(state.get("settings", "{}"))) != settings:
+        return {k: archive[k] for k in archive.files}
+
+
+def _saved_settings(state: dict[str, np.ndarray]) -> dict:
+    return json.loads(str(state.get("settings", "{}")))
+
+
+def _load_state(path: Path, settings: dict) -> dict[str, np.ndarray] | None:
+    state = _read_state(path)
+    if state is not None and _saved_settings(state) != settings:
         print(f"[pav.track] {path}: saved with other settings; fitting again")
+        return None
+    return state
+
+
+def appearance_record(inputs: list[TrackInput]) -> dict[str, dict]:
+    """What the identity fit sees of each appearance: its frame count and a digest of its frames' detections."""
+    record = {}
+    for inp in inputs:
+        digest = hashlib.sha1()
+        for array in (inp.frame_ids, inp.landmarks, inp.confidence):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        record[inp.name] = {"frames": len(inp), "detections": digest.hexdigest()}
+    return record
+
+
+def appearance_changes(saved: dict[str, dict], current: dict[str, dict]) -> str:
+    """The differences between the appearances a saved identity saw and the collection's, in words ('' if none)."""
+    added = [name for name in current if name not in saved]
+    removed = [name for name in saved if name not in current]
+    changed = []
+    for name in current:
+        before, now = saved.get(name), current[name]
+        if before is None or before == now:
+            continue
+        frames = before.get("frames") if isinstance(before, dict) else None
+        changed.append(f"{name} ({frames} -> {now['frames']} frames)" if frames != now["frames"]
+                       else f"{name} (other detections)")
+    parts = [f"{label} {', '.join(names)}" for label, names in
+             (("new:", added), ("removed:", removed), ("changed:", changed)) if names]
+    return "; ".join(parts)
+
+
+def _load_identity(path: Path, settings: dict, record: dict[str, dict]) -> dict[str, np.ndarray] | None:
+    """The saved identity, or None (with one line saying why) when it was fitted to other appearances."""
+    state = _read_state(path)
+    if state is None:
+        return None
+    if "appearances" not in state:
+        why = "does not record which appearances it saw (saved by an older pav)"
+    elif _saved_settings(state) != settings:
+        why = "was saved with other settings"
+    else:
+        changes = appearance_changes(json.loads(str(state["appearances"])), record)
+        why = f"was fitted to other appearances ({changes})" if changes else ""
+    if why:
+        print(f"[pav.track] identity: {path} {why}; fitting the shape again over all {len(record)} appearances, "
+              "then every appearance")
+        return None
+    return state
+
+
+def _load_appearance(path: Path, settings: dict, shape: np.ndarray) -> dict[str, np.ndarray] | None:
+    """An appearance's saved fit, or None when it was fitted with another shape (an interrupted refit)."""
+    state = _load_state(path, settings)
+    if state is not None and not np.array_equal(state.get("identity_shape"), shape):
+        print(f"[pav.track] {path}: fitted with another shape than {IDENTITY_FILE}'s; fitting again")
         return None
     return state
 
@@ -107,11 +175,17 @@ def initial_focal(cfg: TrackConfig, inp: TrackInput) -> float:
     return DEFAULT_FOCAL * inp.image_size[1]
 
 
+def head_files(cfg: TrackConfig, meta: dict) -> dict[str, str | None]:
+    """The head model and its files: the command line's, else collection.json's (a rerun needs no paths)."""
+    files = {key: getattr(cfg, key) or meta.get(key) for key in HEAD_FILE_KEYS}
+    return {**files, "head_model": files["head_model"] or "procedural:0"}
+
+
 def load_head(cfg: TrackConfig, meta: dict, device: torch.device | str = "cpu") -> tuple[FLAME, str]:
-    head = cfg.head_model or meta.get("head_model") or "procedural:0"
-    flame = FLAME.from_file(head, n_shape=cfg.n_shape, n_expr=cfg.n_expr,
-                            uv_layout=cfg.uv_layout or meta.get("uv_layout"), landmark_embedding=cfg.landmark_embedding)
-    return flame.to(device), head
+    files = head_files(cfg, meta)
+    flame = FLAME.from_file(files["head_model"], n_shape=cfg.n_shape, n_expr=cfg.n_expr,
+                            uv_layout=files["uv_layout"], landmark_embedding=files["landmark_embedding"])
+    return flame.to(device), files["head_model"]
 
 
 def track(cfg: TrackConfig) -> dict:
@@ -121,6 +195,8 @@ def track(cfg: TrackConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     root = Path(cfg.collection)
     meta, inputs = read_inputs(root)
+    # the files actually used: a rerun that takes them from collection.json has the first run's settings
+    cfg = replace(cfg, **head_files(cfg, meta))
     flame, head = load_head(cfg, meta, device)
     ids = {tuple(inp.landmark_ids.tolist()) for inp in inputs}
     if len(ids) != 1:
@@ -133,13 +209,16 @@ def track(cfg: TrackConfig) -> dict:
     started = time.time()
 
     identity_path = state_dir / IDENTITY_FILE
-    identity = None if cfg.restart else _load_state(identity_path, settings)
+    record = appearance_record(inputs)
+    identity = None if cfg.restart else _load_identity(identity_path, settings, record)
+    refitted = identity is None  # the appearances' saved fits used another shape (or none): fit them again
     if identity is None:
         print(f"[pav.track] identity: one shape from {cfg.keyframes} keyframes of each of {len(inputs)} appearances")
         shape, focals, residual = fit_identity(projector, inputs, [initial_focal(cfg, i) for i in inputs], cfg.n_shape,
                                                cfg.keyframes, cfg.rigid_steps, cfg.identity_steps, w)
         _save_state(identity_path, settings, shape=shape, focals=np.asarray(focals, np.float32),
-                    names=np.asarray([i.name for i in inputs]), residual=np.float32(residual))
+                    names=np.asarray([i.name for i in inputs]), residual=np.float32(residual),
+                    appearances=np.array(json.dumps(record)))
         identity = {"shape": shape, "focals": np.asarray(focals), "names": np.asarray([i.name for i in inputs])}
     else:
         print(f"[pav.track] identity: resumed from {identity_path}")
@@ -149,19 +228,19 @@ def track(cfg: TrackConfig) -> dict:
     summary = {}
     for inp in tqdm(inputs, desc="[pav.track] appearances", unit="appearance"):
         path = state_dir / f"{inp.name}.npz"
-        state = None if cfg.restart else _load_state(path, settings)
+        state = None if refitted else _load_appearance(path, settings, shape)
         if state is not None:
             tqdm.write(f"[pav.track] {inp.name}: resumed from {path}")
         else:
             t0 = time.time()
-            seq, residual = fit_sequence(projector, inp, shape, focal_of.get(inp.name, initial_focal(cfg, inp)),
+            seq, residual = fit_sequence(projector, inp, shape, focal_of[inp.name],
                                          cfg.keyframes, cfg.rigid_steps, cfg.sequence_steps, w)
             photo = None
             if cfg.photometric:
                 from .photometric import refine_photometric
 
                 photo = refine_photometric(flame, projector, inp, seq, shape, cfg, w)
-            state = {**seq.state(), "residual": np.float32(residual),
+            state = {**seq.state(), "identity_shape": shape, "residual": np.float32(residual),
                      "photometric": np.float32(np.nan if photo is None else photo),
                      "seconds": np.float32(time.time() - t0)}
             _save_state(path, settings, **state)

@@ -76,19 +76,28 @@ def test_point_on_a_triangle_keeps_its_barycentrics(head):
     torch.testing.assert_close(out.uv[same], uv[same], atol=1e-5, rtol=0)
 
 
-def test_far_and_deep_points_are_dropped(head):
+def test_samples_are_kept_by_their_distance_and_side_of_the_surface(head):
     flame, verts, face_uv = head
-    canon = Canonicalizer(verts, flame.faces, face_uv, outer_dist=0.02, inner_dist=0.01)
-    centre = verts.mean(0)
-    far = centre + torch.tensor([[0.0, 0.0, 0.5]])
-    deep = centre[None]  # the middle of the head: far inside the surface
-    out = canon(torch.cat([far, deep]), None, verts[None], MeshBVH(verts[None], flame.faces),
-                torch.zeros(2, dtype=torch.long))
-    assert not out.valid.any()
-    assert (out.face_idx == -1).all()
-    keep_all = Canonicalizer(verts, flame.faces, face_uv, outer_dist=0.02, inner_dist=math.inf)
-    out = keep_all(deep, None, verts[None], MeshBVH(verts[None], flame.faces), torch.zeros(1, dtype=torch.long))
-    assert out.valid.all() == (out.face_idx >= 0).all()
+    tri = verts[flame.faces]  # [F, 3, 3]
+    top = int(tri.mean(1)[:, 1].argmax())  # the crown: a skull 18 cm across below it
+    normal = torch.linalg.cross(tri[top, 1] - tri[top, 0], tri[top, 2] - tri[top, 0])
+    normal = normal / normal.norm()
+    heights = torch.tensor([0.005, 0.05, -0.005, -0.015])  # metres along the outward normal
+    points = tri[top].mean(0) + heights[:, None] * normal  # [4, 3]
+    just_outside, too_far, shallow_inside, too_deep = range(4)
+    bvh, mesh = MeshBVH(verts[None], flame.faces), torch.zeros(4, dtype=torch.long)
+    outer_dist, inner_dist = 0.02, 0.01
+    dist = bvh.nearest(points, mesh)[2].sqrt()
+    # the deep point is within reach of the outer cull, so only the inner one can drop it
+    assert inner_dist < dist[too_deep] < outer_dist and dist[too_far] > outer_dist
+    canon = Canonicalizer(verts, flame.faces, face_uv, outer_dist=outer_dist, inner_dist=inner_dist)
+    out = canon(points, None, verts[None], bvh, mesh)
+    assert out.valid.tolist() == [True, False, True, False]
+    assert out.face_idx.tolist() == [top, -1, top, -1]  # kept samples map through the triangle they lie by
+    kept = torch.tensor([just_outside, shallow_inside])
+    torch.testing.assert_close(out.points[kept], points[kept], atol=2e-5, rtol=0)  # an unposed mesh: identity
+    no_inner_cull = Canonicalizer(verts, flame.faces, face_uv, outer_dist=outer_dist)  # inner_dist: inf, the default
+    assert no_inner_cull(points, None, verts[None], bvh, mesh).valid.tolist() == [True, False, True, True]
 
 
 def test_frames_are_rotations_or_edge_matrices():
