@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pav.data.collection import VERIFY_LEVELS, Appearance, Collection, CollectionError
 
-_HEADER = ("appearance", "kind", "cameras", "poses", "frames", "train", "test", "landmarks", "on disk")
-_RIGHT = {"cameras", "frames", "train", "test", "on disk"}
+_HEADER = ("appearance", "kind", "cameras", "poses", "frames", "train", "val", "test", "landmarks", "on disk")
+_RIGHT = {"cameras", "frames", "train", "val", "test", "on disk"}
 
 
 def disk_size(path: Path) -> int:
@@ -42,7 +42,7 @@ def format_bytes(n: int) -> str:
 def _row(a: Appearance) -> tuple[str, ...]:
     landmarks = ", ".join(sorted(a.landmarks)) if a.landmarks else "-"
     return (a.name, a.kind, str(len(a.cameras)), "per-frame" if a.cameras.per_frame else "static",
-            str(len(a.flame)), str(len(a.split.train)), str(len(a.split.test)), landmarks,
+            str(len(a.flame)), str(len(a.split.train)), str(len(a.split.val)), str(len(a.split.test)), landmarks,
             format_bytes(disk_size(a.root)))
 
 
