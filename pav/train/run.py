@@ -211,8 +211,11 @@ def write_metrics(system: AvatarSystem, dm: AvatarDataModule, typed: TrainConfig
     scored = {}
     for which in ("val", "test"):  # validation first: what a default is chosen on; the test frames last, once
         views = dm.heldout_views(typed.data.eval_size, typed.data.eval_views_per_appearance, which)
-        frames = dm.posed(which).to(renderer.field.box_min.device)
-        scored[which] = score_views(renderer, frames, views, dm.appearance_names, progress=True)[0] if views else None
+        if views:  # a collection may have no validation frames
+            frames = dm.posed(which).to(renderer.field.box_min.device)
+            scored[which] = score_views(renderer, frames, views, dm.appearance_names, progress=True)[0]
+        else:
+            scored[which] = None
     metrics = {
         **scored["test"],
         "validation": scored["val"],

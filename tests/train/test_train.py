@@ -378,3 +378,14 @@ def test_training_reads_no_test_frame_before_its_final_figures(tiny_collection, 
     after = {(name, fid) for when, name, fid in read if when == "final"}
     assert any(fid in splits[name].test for name, fid in after)  # the final figures: the test frames
     assert metrics["validation"]["mean"]["psnr"] > 0 and metrics["mean"]["psnr"] > 0
+
+
+def test_a_collection_without_validation_frames_trains_and_says_so(tiny_collection, tmp_path, capsys):
+    root = _copy(tiny_collection, tmp_path / "no_val")
+    for path in root.glob("*/split.json"):
+        split = json.loads(path.read_text())
+        path.write_text(json.dumps({**split, "train": sorted(split["train"] + split["val"]), "val": []}))
+    metrics = run(config(f"data.root={root}", "trainer.max_steps=2", "logger=none", "data.eval_size=16"),
+                  tmp_path / "run")
+    assert "no validation frames" in capsys.readouterr().out
+    assert metrics["validation"] is None and metrics["mean"]["psnr"] > 0
